@@ -1,0 +1,5 @@
+"""`python -m export CHECKPOINT ...`: the same command as `rehab export`."""
+
+from export.cli import app
+
+app(prog_name="python -m export")

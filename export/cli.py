@@ -1,0 +1,82 @@
+"""`rehab export` / `python -m export`: a training checkpoint -> a verified, self-describing .onnx file."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from export.exporter import (
+    DEFAULT_CALIBRATION_IMAGES,
+    DEFAULT_EVAL_IMAGES,
+    DEFAULT_VERIFY_IMAGES,
+    MAX_INT8_PCK_DROP,
+    DriftError,
+    ExportOptions,
+    export_checkpoint,
+)
+from export.onnx_export import DEFAULT_OPSET, MIN_OPSET
+from export.variants import VariantError
+from export.verify import VerificationError
+
+DEFAULT_THREADS = ExportOptions().threads
+
+app = typer.Typer(help="Export a training checkpoint to ONNX (verified against torch on real images).",
+                  add_completion=False, no_args_is_help=True)
+
+
+def _read_metrics(path: Optional[Path]) -> dict | None:
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise typer.BadParameter(f"metrics file not found: {path}", param_hint="--metrics") from None
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"{path} is not valid JSON: {exc}", param_hint="--metrics") from None
+    if not isinstance(data, dict):
+        raise typer.BadParameter(f"{path} must hold a JSON object of metric name -> value", param_hint="--metrics")
+    return data
+
+
+@app.command()
+def export(
+    checkpoint: Path = typer.Argument(..., help="A train/ checkpoint (last.pt / best.pt)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="The .onnx file (default: CHECKPOINT.onnx)."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder holding data/lsp for verification, "
+                                             "calibration and evaluation (default: $REHAB_SHARED_DIR, else ../shared)."),
+    fp16: bool = typer.Option(False, "--fp16/--no-fp16", help="Also write NAME.fp16.onnx (for CUDA)."),
+    int8: bool = typer.Option(False, "--int8/--no-int8", help="Also write NAME.int8.onnx (static QDQ, for CPUs)."),
+    opset: int = typer.Option(DEFAULT_OPSET, help=f"ONNX opset (>= {MIN_OPSET})."),
+    verify_images: int = typer.Option(DEFAULT_VERIFY_IMAGES, help="LSP test images on which ONNX Runtime must match torch."),
+    eval_images: int = typer.Option(DEFAULT_EVAL_IMAGES, help="Held-out LSP test images for PCK@0.2 (0: skip; variants need it)."),
+    calibration_images: int = typer.Option(DEFAULT_CALIBRATION_IMAGES, help="LSP train images for INT8 calibration."),
+    max_int8_drop: float = typer.Option(MAX_INT8_PCK_DROP, help="Refuse an INT8 file losing more PCK@0.2 points than this."),
+    force: bool = typer.Option(False, "--force", help="Write the INT8 file even when it loses more than allowed."),
+    eval_flip_test: bool = typer.Option(False, "--eval-flip-test", help="Evaluate PCK with flip test."),
+    metrics: Optional[Path] = typer.Option(None, help="JSON file of evaluation metrics to store in the metadata."),
+    name: str = typer.Option("", help="Model name stored in the metadata (default: backbone_WxH_joints)."),
+    threads: int = typer.Option(DEFAULT_THREADS, help="CPU threads for torch and ONNX Runtime during verification."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Export CHECKPOINT to ONNX, verify it against torch on real LSP images, optionally write FP16/INT8 variants."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    options = ExportOptions(opset=opset, verify_images=verify_images, eval_images=eval_images, fp16=fp16, int8=int8,
+                            calibration_images=calibration_images, max_int8_drop=max_int8_drop, force=force,
+                            eval_flip_test=eval_flip_test, threads=threads, progress=progress)
+    try:
+        result = export_checkpoint(checkpoint, output, data_root, options, metrics=_read_metrics(metrics), name=name)
+    except DriftError as exc:
+        if exc.export is not None:
+            typer.echo(exc.export.table())
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except (FileNotFoundError, ValueError, VerificationError, VariantError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"ONNX Runtime vs torch: {result.agreement.summary()}")
+    typer.echo(result.table())

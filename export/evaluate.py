@@ -1,0 +1,97 @@
+"""Real LSP images for export: verification inputs, INT8 calibration, and PCK@0.2 of an exported file.
+
+Everything goes through the runtime's own path (``rehab.runtime.model``: whole image letterboxed, the same
+crop and normalisation a user gets), so a number measured here is the number the app delivers. Calibration
+uses the LSP train split and evaluation the held-out test split; both take evenly spaced images, the
+selection train/ uses for ``limit`` (so 300 test images are exactly train's validation set).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from rehab.core.metrics import PCKResult, lsp_torso_size, pck
+from rehab.core.skeleton import LIMB_JOINTS, LSP14, convert, joint_set_from_names
+from rehab.runtime.metadata import ModelInfo
+from rehab.runtime.model import MAX_BATCH, PoseModel, person_center_scale, preprocess
+from train.config import Config, SourceConfig, default_shared_dir
+from train.dataset import read_source
+from train.readers import PoseRecord
+
+logger = logging.getLogger(__name__)
+
+LSP_PATH = "data/lsp"
+PCK_ALPHA = 0.2
+EVAL_SET_NAME = "lsp test (im1001-im2000), whole image letterboxed, PCK@0.2 over the 12 limb joints"
+
+
+@dataclass(frozen=True)
+class PCKSummary:
+    """PCK@0.2 of one model on an LSP subset."""
+
+    pck: float
+    images: int
+    flip_test: bool
+
+    def to_dict(self) -> dict:
+        return {"pck@0.2": self.pck, "images": self.images, "flip_test": self.flip_test, "eval_set": EVAL_SET_NAME}
+
+
+def resolve_data_root(data_root: str | os.PathLike[str] | None) -> Path:
+    """The shared folder holding data/lsp: the argument, else $REHAB_SHARED_DIR, else <repo>/../shared."""
+    root = Path(data_root) if data_root else default_shared_dir()
+    if not (root / LSP_PATH / "joints.mat").is_file():
+        raise FileNotFoundError(f"LSP data not found under {root} (looked for {root / LSP_PATH / 'joints.mat'}); "
+                                "pass --data-root (the folder that contains data/lsp) or set REHAB_SHARED_DIR")
+    return root
+
+
+def lsp_records(data_root: str | os.PathLike[str] | None, split: str, limit: int) -> list[PoseRecord]:
+    """``limit`` evenly spaced LSP records of ``split`` (train | test)."""
+    if limit < 1:
+        raise ValueError(f"the number of images must be >= 1, got {limit}")
+    cfg = Config()
+    cfg.data.root = str(resolve_data_root(data_root))
+    return read_source(cfg, SourceConfig(kind="lsp", path=LSP_PATH, split=split, limit=limit, crop="full_image"))
+
+
+def read_bgr(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"cannot read image {path}")
+    return image
+
+
+def network_inputs(records: list[PoseRecord], info: ModelInfo) -> np.ndarray:
+    """Network input batch (N, 3, h, w) float32 of the records' whole images, as the runtime makes it."""
+    tensors = []
+    for record in records:
+        image = read_bgr(record.image_path)
+        center, scale = person_center_scale(image.shape, None, info)
+        tensors.append(preprocess(image, center, scale, info)[0])
+    return np.concatenate(tensors, axis=0)
+
+
+def lsp_pck(model: PoseModel, records: list[PoseRecord], flip_test: bool = False, progress: bool = True,
+            desc: str = "PCK") -> PCKSummary:
+    """PCK@0.2 over the 12 LSP limb joints (torso = left shoulder to right hip, occluded joints included)."""
+    preds = []
+    for start in tqdm(range(0, len(records), MAX_BATCH), desc=desc, unit="batch", disable=not progress):
+        chunk = records[start:start + MAX_BATCH]
+        poses = model.predict_batch([read_bgr(r.image_path) for r in chunk], flip_test=flip_test)
+        preds.extend(p.keypoints_px for p in poses)
+    model_joints = joint_set_from_names(model.info.joint_names)
+    pred_lsp, _ = convert(np.stack(preds), np.ones((len(preds), model_joints.num_joints), bool), model_joints, LSP14)
+    gt = np.stack([r.joints_px for r in records])
+    annotated = np.stack([r.annotated for r in records])
+    torso = lsp_torso_size(gt, LSP14.index("left_shoulder"), LSP14.index("right_hip"))
+    exclude = [i for i, name in enumerate(LSP14.joints) if name not in LIMB_JOINTS]
+    result: PCKResult = pck(pred_lsp, gt, annotated, torso, alpha=PCK_ALPHA, exclude=exclude)
+    return PCKSummary(pck=float(result.mean), images=len(records), flip_test=flip_test)

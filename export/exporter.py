@@ -1,0 +1,267 @@
+"""Checkpoint -> verified, self-describing ONNX file, plus optional FP16 and INT8 variants.
+
+Steps: export (dynamo, dynamic batch) -> write with metadata -> run ONNX Runtime and torch on real LSP images
+and fail unless they agree within the tolerances of export.verify -> PCK@0.2 of the file on held-out LSP test
+images -> variants, each evaluated the same way; its PCK drift against FP32 is printed and stored in its
+metadata, and an INT8 file that loses more than ``max_int8_drop`` points is not written unless forced.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from export.describe import info_from_config, sha256_file
+from export.evaluate import PCKSummary, lsp_pck, lsp_records, network_inputs
+from export.onnx_export import DEFAULT_OPSET, attach_metadata, save_single_file, set_file_metadata, torch_to_onnx
+from export.variants import KEEP_FLOAT_OPS, convert_fp16, quantize_int8
+from export.verify import (
+    FP16_HEATMAP_TOLERANCE,
+    FP16_MIN_KEYPOINT_AGREEMENT,
+    FP32_HEATMAP_TOLERANCE,
+    FP32_MIN_KEYPOINT_AGREEMENT,
+    Agreement,
+    compare_heatmaps,
+    require_agreement,
+)
+from rehab.runtime.metadata import ModelInfo
+from rehab.runtime.model import PoseModel, infer
+
+logger = logging.getLogger(__name__)
+
+# An INT8 file may lose at most this many PCK@0.2 points against FP32 on the held-out images. Evaluation
+# noise on a few hundred images is about +-1 point, so 2 points flags a real loss, not noise.
+MAX_INT8_PCK_DROP = 2.0
+VERIFY_BATCH = 8
+DEFAULT_VERIFY_IMAGES = 16
+DEFAULT_EVAL_IMAGES = 300
+DEFAULT_CALIBRATION_IMAGES = 128
+
+
+class DriftError(RuntimeError):
+    """A variant loses more accuracy than allowed; ``result`` holds what was measured."""
+
+    def __init__(self, message: str, result: VariantResult) -> None:
+        super().__init__(message)
+        self.result = result
+        self.export: ExportResult | None = None  # what was written before the refusal, set by export_model
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    opset: int = DEFAULT_OPSET
+    verify_images: int = DEFAULT_VERIFY_IMAGES
+    eval_images: int = DEFAULT_EVAL_IMAGES  # 0 skips the PCK evaluation (needs no variants then)
+    fp16: bool = False
+    int8: bool = False
+    calibration_images: int = DEFAULT_CALIBRATION_IMAGES
+    max_int8_drop: float = MAX_INT8_PCK_DROP
+    force: bool = False
+    eval_flip_test: bool = False
+    threads: int = 2  # ONNX Runtime and torch threads for verification and evaluation
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    precision: str
+    path: Path | None  # None when the variant was not written
+    size_bytes: int
+    pck: float | None
+    pck_fp32: float | None
+    agreement: Agreement | None = None  # FP16 vs the FP32 file
+    written: bool = True
+    forced: bool = False
+
+    @property
+    def drift_pp(self) -> float | None:
+        """PCK points gained against FP32 (negative: lost)."""
+        if self.pck is None or self.pck_fp32 is None:
+            return None
+        return self.pck - self.pck_fp32
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    info: ModelInfo
+    agreement: Agreement  # ONNX Runtime vs torch
+    fp32: VariantResult
+    variants: tuple[VariantResult, ...] = field(default_factory=tuple)
+
+    def table(self) -> str:
+        """A plain-text table of the files written and their accuracy."""
+        rows = [("variant", "file", "MB", "PCK@0.2", "drift (pp)")]
+        for v in (self.fp32, *self.variants):
+            rows.append((v.precision + (" (forced)" if v.forced else "") + ("" if v.written else " (NOT written)"),
+                         str(v.path) if v.path else "-", f"{v.size_bytes / 1e6:.1f}" if v.size_bytes else "-",
+                         "-" if v.pck is None else f"{v.pck:.2f}",
+                         "-" if v.drift_pp is None or v.precision == "fp32" else f"{v.drift_pp:+.2f}"))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
+
+
+def variant_path(output: Path, precision: str) -> Path:
+    """model.onnx -> model.fp16.onnx / model.int8.onnx."""
+    return output.with_name(f"{output.stem}.{precision}{output.suffix or '.onnx'}")
+
+
+def _torch_heatmaps(model: torch.nn.Module, tensors: np.ndarray) -> np.ndarray:
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(tensors), VERIFY_BATCH):
+            out.append(model(torch.from_numpy(tensors[start:start + VERIFY_BATCH])).float().numpy())
+    return np.concatenate(out)
+
+
+def _ort_heatmaps(pose_model: PoseModel, tensors: np.ndarray) -> np.ndarray:
+    return np.concatenate([infer(pose_model.session, tensors[s:s + VERIFY_BATCH])
+                           for s in range(0, len(tensors), VERIFY_BATCH)])
+
+
+def _load(path: Path, options: ExportOptions) -> PoseModel:
+    # Verification and evaluation always run on the CPU provider, the reference platform of the tolerances.
+    return PoseModel.load(path, providers=["cpu"], threads=options.threads)
+
+
+def _evaluate(pose_model: PoseModel, records, options: ExportOptions, desc: str) -> PCKSummary | None:
+    if not records:
+        return None
+    summary = lsp_pck(pose_model, records, flip_test=options.eval_flip_test, progress=options.progress, desc=desc)
+    logger.info("%s: PCK@0.2 %.2f on %d held-out LSP images", desc, summary.pck, summary.images)
+    return summary
+
+
+def _variant_metadata(summary: PCKSummary | None, fp32: PCKSummary | None, **extra: Any) -> dict[str, Any]:
+    data: dict[str, Any] = dict(extra)
+    if summary is not None:
+        data["eval"] = summary.to_dict()
+        if fp32 is not None:
+            data["pck_fp32"] = fp32.pck
+            data["drift_pp"] = summary.pck - fp32.pck
+    return data
+
+
+def export_model(model: torch.nn.Module, info: ModelInfo, output: str | os.PathLike[str],
+                 data_root: str | os.PathLike[str] | None = None, options: ExportOptions = ExportOptions()) -> ExportResult:
+    """Export ``model`` described by ``info`` to ``output`` (.onnx) and its variants; see the module doc."""
+    output = Path(output)
+    if options.verify_images < 1:
+        raise ValueError(f"verify_images must be >= 1 (export always verifies), got {options.verify_images}")
+    if (options.fp16 or options.int8) and options.eval_images < 1:
+        raise ValueError("FP16/INT8 variants need eval_images >= 1 to measure their PCK drift")
+    torch.set_num_threads(options.threads)
+    info = info.replace(precision="fp32", variant={})
+
+    proto = torch_to_onnx(model, info.input_size, options.opset)
+    attach_metadata(proto, info)
+    save_single_file(proto, output)
+    try:
+        fp32_model = _load(output, options)
+        verify_records = lsp_records(data_root, "test", options.verify_images)
+        tensors = network_inputs(verify_records, info)
+        agreement = compare_heatmaps(_torch_heatmaps(model, tensors), _ort_heatmaps(fp32_model, tensors),
+                                     info.heatmap_stride, FP32_HEATMAP_TOLERANCE)
+        require_agreement(agreement, FP32_MIN_KEYPOINT_AGREEMENT, f"ONNX Runtime ({output.name}) vs torch")
+    except BaseException:
+        output.unlink(missing_ok=True)
+        raise
+
+    eval_records = lsp_records(data_root, "test", options.eval_images) if options.eval_images > 0 else []
+    fp32_summary = _evaluate(fp32_model, eval_records, options, "fp32 PCK")
+    info = info.replace(variant=_variant_metadata(fp32_summary, None, verified_against_torch=agreement.to_dict()))
+    set_file_metadata(output, info)
+    fp32_pck = None if fp32_summary is None else fp32_summary.pck
+    fp32 = VariantResult("fp32", output, output.stat().st_size, fp32_pck, fp32_pck)
+
+    variants: list[VariantResult] = []
+    if options.fp16:
+        variants.append(_export_fp16(output, info, tensors, fp32_model, eval_records, fp32_summary, options))
+    if options.int8:
+        try:
+            variants.append(_export_int8(output, info, data_root, eval_records, fp32_summary, options))
+        except DriftError as exc:
+            exc.export = ExportResult(output, info, agreement, fp32, tuple(variants) + (exc.result,))
+            raise
+    return ExportResult(output, info, agreement, fp32, tuple(variants))
+
+
+def _export_fp16(output: Path, info: ModelInfo, tensors: np.ndarray, fp32_model: PoseModel, eval_records,
+                 fp32_summary: PCKSummary | None, options: ExportOptions) -> VariantResult:
+    path = variant_path(output, "fp16")
+    proto = convert_fp16(onnx.load(str(output)))
+    fp16_info = info.replace(precision="fp16", variant={})
+    attach_metadata(proto, fp16_info)
+    save_single_file(proto, path)
+    try:
+        fp16_model = _load(path, options)
+        agreement = compare_heatmaps(_ort_heatmaps(fp32_model, tensors), _ort_heatmaps(fp16_model, tensors),
+                                     info.heatmap_stride, FP16_HEATMAP_TOLERANCE)
+        require_agreement(agreement, FP16_MIN_KEYPOINT_AGREEMENT, f"FP16 ({path.name}) vs FP32")
+        summary = _evaluate(fp16_model, eval_records, options, "fp16 PCK")
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    set_file_metadata(path, fp16_info.replace(variant=_variant_metadata(
+        summary, fp32_summary, converted_from=info.name, agreement_with_fp32=agreement.to_dict(),
+        note="float16 compute with float32 input/output; meant for GPUs (no faster on CPUs)")))
+    result = VariantResult("fp16", path, path.stat().st_size, summary.pck, fp32_summary.pck, agreement)
+    logger.info("fp16: PCK@0.2 %.2f (FP32 %.2f, drift %+.2f points)", result.pck, result.pck_fp32, result.drift_pp)
+    return result
+
+
+def _export_int8(output: Path, info: ModelInfo, data_root, eval_records, fp32_summary: PCKSummary,
+                 options: ExportOptions) -> VariantResult:
+    path = variant_path(output, "int8")
+    tmp = path.with_name(path.name + ".tmp")
+    calib_records = lsp_records(data_root, "train", options.calibration_images)
+    calibration = network_inputs(calib_records, info)
+    try:
+        quantize_int8(output, tmp, calibration, progress=options.progress)
+        int8_info = info.replace(precision="int8", variant={})
+        set_file_metadata(tmp, int8_info)
+        summary = _evaluate(_load(tmp, options), eval_records, options, "int8 PCK")
+        drop = fp32_summary.pck - summary.pck
+        refused = drop > options.max_int8_drop
+        forced = refused and options.force
+        result = VariantResult("int8", None if refused and not forced else path, tmp.stat().st_size, summary.pck,
+                               fp32_summary.pck, written=not refused or forced, forced=forced)
+        logger.info("int8: PCK@0.2 %.2f (FP32 %.2f, drift %+.2f points; allowed loss %.2f)", summary.pck,
+                    fp32_summary.pck, result.drift_pp, options.max_int8_drop)
+        if refused and not forced:
+            raise DriftError(f"INT8 model not written: it loses {drop:.2f} PCK@0.2 points against FP32 "
+                             f"({summary.pck:.2f} vs {fp32_summary.pck:.2f} on {summary.images} held-out LSP images), "
+                             f"more than the allowed {options.max_int8_drop:.2f}; use --force to write it anyway or "
+                             "--max-int8-drop to change the limit", result)
+        if forced:
+            logger.warning("int8: writing %s despite a loss of %.2f points (--force)", path, drop)
+        set_file_metadata(tmp, int8_info.replace(variant=_variant_metadata(
+            summary, fp32_summary, quantized_from=info.name, forced=forced, max_allowed_drop_pp=options.max_int8_drop,
+            quantization={"method": "onnxruntime quantize_static", "format": "QDQ", "activations": "uint8",
+                          "weights": "int8 per-channel", "calibration": "minmax",
+                          "float_ops": list(KEEP_FLOAT_OPS),
+                          "calibration_set": "lsp train (im0001-im1000), whole image letterboxed",
+                          "calibration_images": len(calib_records)})))
+        os.replace(tmp, path)
+        return VariantResult("int8", path, path.stat().st_size, summary.pck, fp32_summary.pck, forced=forced)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def export_checkpoint(checkpoint: str | os.PathLike[str], output: str | os.PathLike[str] | None = None,
+                      data_root: str | os.PathLike[str] | None = None, options: ExportOptions = ExportOptions(),
+                      metrics: dict[str, Any] | None = None, name: str = "") -> ExportResult:
+    """Export a train/ checkpoint (last.pt / best.pt); ``output`` defaults to the checkpoint with .onnx."""
+    from train.model import load_checkpoint
+
+    checkpoint = Path(checkpoint)
+    model, config, ckpt = load_checkpoint(checkpoint)
+    info = info_from_config(config, ckpt, name=name, source_sha256=sha256_file(checkpoint), metrics=metrics)
+    return export_model(model, info, output or checkpoint.with_suffix(".onnx"), data_root, options)

@@ -1,0 +1,209 @@
+"""Export of a small trained network: ONNX Runtime vs torch on real LSP images, metadata round trip, variants.
+
+The network is train/'s real architecture (MobileNetV2 with the ImageNet weights from ../shared, a narrow
+deconvolution head, 128x128 input). Its head is trained for a few dozen steps on the frozen backbone features of
+64 real LSP crops, a few seconds on 2 cores, so its heatmaps have real peaks and its PCK is far above chance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+import onnxruntime as ort  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+import rehab  # noqa: E402
+from export.cli import app  # noqa: E402
+from export.describe import info_from_config, sha256_file  # noqa: E402
+from export.exporter import DriftError, ExportOptions, export_model, variant_path  # noqa: E402
+from export.verify import FP32_HEATMAP_TOLERANCE  # noqa: E402
+from rehab.core.skeleton import LSP14  # noqa: E402
+from rehab.runtime.model import PoseModel, person_center_scale, postprocess, preprocess  # noqa: E402
+from train.config import Config, SourceConfig, resolve, to_dict  # noqa: E402
+from train.dataset import CropSettings, PoseDataset, read_source  # noqa: E402
+from train.loss import JointsMSELoss  # noqa: E402
+from train.model import build_model  # noqa: E402
+from train.preprocess import normalize_tensor  # noqa: E402
+
+WEIGHTS = "weights/mobilenet_v2-b0353104.pth"
+INPUT_PX, HEATMAP_PX = 128, 32
+TRAIN_IMAGES, STEPS, BATCH, LR = 64, 60, 16, 2e-3
+# Chance level of this protocol is about 1-2 PCK points (an untrained head); a few dozen steps reach ~15.
+TRAINED_MIN_PCK = 6.0
+THREADS = 2
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained(shared_dir: Path, require_data) -> tuple[torch.nn.Module, Config]:
+    require_data(shared_dir / "data/lsp/joints.mat")
+    require_data(shared_dir / WEIGHTS)
+    torch.set_num_threads(THREADS)
+    torch.manual_seed(0)
+    cfg = Config()
+    cfg.data.root = str(shared_dir)
+    cfg.model.input_size, cfg.model.heatmap_size = [INPUT_PX, INPUT_PX], [HEATMAP_PX, HEATMAP_PX]
+    cfg.model.deconv_filters = 64
+    cfg.data.train = [SourceConfig(kind="lsp", path="data/lsp", split="train", limit=TRAIN_IMAGES)]
+    cfg = resolve(cfg)
+    records = read_source(cfg, cfg.data.train[0])
+    dataset = PoseDataset(records, LSP14, CropSettings((INPUT_PX, INPUT_PX), (HEATMAP_PX, HEATMAP_PX), cfg.model.sigma,
+                                                      cfg.data.box_margin, cfg.data.box_padding))
+    samples = [dataset[i] for i in range(len(dataset))]
+    images = torch.stack([s["image"] for s in samples])
+    targets = torch.stack([s["target"] for s in samples])
+    weights = torch.stack([s["target_weight"] for s in samples])
+    model = build_model(cfg.model, data_root=cfg.data.root).eval()
+    with torch.no_grad():
+        features = model.backbone(normalize_tensor(images, cfg.model))
+    head = list(model.head.parameters()) + list(model.final.parameters())
+    optimizer = torch.optim.Adam(head, lr=LR)
+    loss_fn = JointsMSELoss()
+    generator = torch.Generator().manual_seed(0)
+    model.head.train()
+    for _ in range(STEPS):
+        idx = torch.randint(0, len(samples), (BATCH,), generator=generator)
+        loss = loss_fn(model.final(model.head(features[idx])), targets[idx], weights[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval(), cfg
+
+
+def test_onnx_runtime_matches_torch_on_real_images(trained, tmp_path: Path, shared_dir: Path):
+    model, cfg = trained
+    info = info_from_config(cfg, {}, name="tiny")
+    out = tmp_path / "tiny.onnx"
+    result = export_model(model, info, out, shared_dir, ExportOptions(verify_images=8, eval_images=0, progress=False))
+    assert result.agreement.max_abs_diff <= FP32_HEATMAP_TOLERANCE and result.agreement.keypoint_agreement == 1.0
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny.onnx"]  # one self-contained file
+
+    proto = onnx.load(str(out))
+    assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    ops = {n.op_type for n in proto.graph.node}
+    assert "ConvTranspose" in ops and not ops & {"BatchNormalization", "Identity"}
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch
+
+    # Independently of export's own check: the public API on real images against torch + the same decoding.
+    pose_model = PoseModel.load(out, providers="cpu", threads=THREADS)
+    records = read_source(cfg, SourceConfig(kind="lsp", path="data/lsp", split="test", limit=6))
+    images = [cv2.imread(str(r.image_path)) for r in records]
+    poses = pose_model.predict_batch(images)  # batch of 6 through the dynamic axis
+    for image, pose in zip(images, poses):
+        center, scale = person_center_scale(image.shape, None, pose_model.info)
+        tensor, affine = preprocess(image, center, scale, pose_model.info)
+        with torch.no_grad():
+            reference = postprocess(model(torch.from_numpy(tensor)).numpy(), affine, pose_model.info)
+        np.testing.assert_allclose(pose.keypoints_px, reference.keypoints_px, atol=1e-3)
+        np.testing.assert_allclose(pose.scores, reference.scores, atol=FP32_HEATMAP_TOLERANCE)
+        assert pose.scores.max() > 0.1  # trained: real peaks, not a flat map
+
+    # ONNX Runtime's full optimisation leaves only fused convolutions and activations.
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    opts.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    ort.InferenceSession(str(out), opts, providers=["CPUExecutionProvider"])
+    optimised = {n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node}
+    assert optimised <= {"Conv", "FusedConv", "ConvTranspose", "Clip", "Relu", "Add"}, optimised
+
+
+def test_metadata_round_trip_via_checkpoint_and_cli(trained, tmp_path: Path, shared_dir: Path):
+    model, cfg = trained
+    ckpt = tmp_path / "best.pt"
+    torch.save({"model": model.state_dict(), "config": to_dict(cfg), "epoch": 4, "best_metric": 15.5,
+                "torch_version": torch.__version__}, ckpt)
+    metrics_file = tmp_path / "metrics.json"
+    metrics_file.write_text(json.dumps({"lsp_test_pck@0.2": 15.0}))
+    out = tmp_path / "exported" / "model.onnx"
+    run = CliRunner().invoke(app, [str(ckpt), "--output", str(out), "--data-root", str(shared_dir), "--verify-images", "4",
+                                   "--eval-images", "16", "--metrics", str(metrics_file), "--no-progress"])
+    assert run.exit_code == 0, run.output
+    assert "ONNX Runtime vs torch" in run.output and "fp32" in run.output
+
+    info = PoseModel.load(out, providers="cpu", threads=THREADS).info
+    assert info.joint_names == LSP14.joints and info.limbs == LSP14.limbs and info.flip_pairs == LSP14.flip_pairs
+    assert info.input_size == (INPUT_PX, INPUT_PX) and info.heatmap_size == (HEATMAP_PX, HEATMAP_PX)
+    assert info.heatmap_stride == INPUT_PX / HEATMAP_PX
+    assert info.mean == tuple(cfg.model.mean_rgb) and info.std == tuple(cfg.model.std_rgb)
+    assert info.channel_order == "RGB" and info.pixel_range == 255.0 and info.sigma == cfg.model.sigma
+    assert info.backbone == "mobilenet_v2" and info.precision == "fp32"
+    assert info.source_sha256 == sha256_file(ckpt)
+    assert info.metrics["lsp_test_pck@0.2"] == 15.0 and info.metrics["val_pck@0.2"] == 15.5
+    assert info.training["data"]["train"] == [dataclasses.asdict(s) for s in cfg.data.train]
+    assert info.training["epochs_done"] == 5
+    assert info.code_version.startswith(rehab.__version__)
+    assert dt.datetime.fromisoformat(info.exported_at).tzinfo is not None
+    assert info.variant["verified_against_torch"]["images"] == 4
+    assert info.variant["eval"]["images"] == 16 and 0 <= info.variant["eval"]["pck@0.2"] <= 100
+
+    missing = CliRunner().invoke(app, [str(tmp_path / "nope.pt"), "--data-root", str(shared_dir)])
+    assert missing.exit_code == 1 and "checkpoint not found" in missing.output
+
+
+def test_int8_export_of_trained_model_reports_drift(trained, tmp_path: Path, shared_dir: Path):
+    model, cfg = trained
+    out = tmp_path / "tiny.onnx"
+    result = export_model(model, info_from_config(cfg, {}, name="tiny"), out, shared_dir,
+                          ExportOptions(verify_images=4, eval_images=48, int8=True, calibration_images=32,
+                                        max_int8_drop=100.0, progress=False))
+    assert result.fp32.pck > TRAINED_MIN_PCK
+    (int8,) = result.variants
+    assert int8.precision == "int8" and int8.written and not int8.forced
+    assert np.isfinite(int8.drift_pp) and int8.drift_pp == pytest.approx(int8.pck - result.fp32.pck)
+    assert "int8" in result.table() and f"{int8.drift_pp:+.2f}" in result.table()
+    path = variant_path(out, "int8")
+    # int8 backbone weights, float deconvolution head: clearly smaller, though not the 4x of a fully int8 file.
+    assert int8.path == path and path.stat().st_size < 0.75 * out.stat().st_size
+    proto = onnx.load(str(path))
+    ops = [n.op_type for n in proto.graph.node]
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    # Transposed convolutions stay float: their weights are float initializers, not dequantised int8.
+    floats = {i.name for i in proto.graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    deconvs = [n for n in proto.graph.node if n.op_type == "ConvTranspose"]
+    assert len(deconvs) == cfg.model.deconv_layers and all(n.input[1] in floats for n in deconvs)
+    info = PoseModel.load(path, providers="cpu", threads=THREADS).info
+    assert info.precision == "int8" and info.joint_names == LSP14.joints
+    assert info.variant["drift_pp"] == pytest.approx(int8.drift_pp)
+    assert info.variant["pck_fp32"] == pytest.approx(result.fp32.pck)
+    assert info.variant["quantization"]["format"] == "QDQ" and info.variant["quantization"]["calibration_images"] == 32
+
+
+# A limit no model can meet (a loss of at most -1000 points) makes the refusal certain.
+IMPOSSIBLE_DROP = -1000.0
+
+
+def test_int8_beyond_the_drift_limit_is_refused(trained, tmp_path: Path, shared_dir: Path):
+    model, cfg = trained
+    out = tmp_path / "tiny.onnx"
+    options = ExportOptions(verify_images=4, eval_images=8, fp16=True, int8=True, calibration_images=8,
+                            max_int8_drop=IMPOSSIBLE_DROP, progress=False)
+    with pytest.raises(DriftError, match="INT8 model not written") as err:
+        export_model(model, info_from_config(cfg, {}, name="tiny"), out, shared_dir, options)
+    assert np.isfinite(err.value.result.drift_pp) and not err.value.result.written
+    assert [v.precision for v in err.value.export.variants] == ["fp16", "int8"]
+    assert "int8 (NOT written)" in err.value.export.table()
+    assert not variant_path(out, "int8").exists() and not list(tmp_path.glob("*.tmp"))
+    # FP16 came before the refusal and is complete.
+    fp16 = PoseModel.load(variant_path(out, "fp16"), providers="cpu", threads=THREADS).info
+    assert fp16.precision == "fp16" and np.isfinite(fp16.variant["drift_pp"])
+    assert fp16.variant["agreement_with_fp32"]["keypoint_agreement"] >= 0.98
+
+
+def test_int8_beyond_the_drift_limit_is_written_when_forced(trained, tmp_path: Path, shared_dir: Path):
+    model, cfg = trained
+    out = tmp_path / "tiny.onnx"
+    options = ExportOptions(verify_images=4, eval_images=8, int8=True, calibration_images=8,
+                            max_int8_drop=IMPOSSIBLE_DROP, force=True, progress=False)
+    forced = export_model(model, info_from_config(cfg, {}, name="tiny"), out, shared_dir, options)
+    assert forced.variants[0].forced and variant_path(out, "int8").exists()
+    assert "int8 (forced)" in forced.table()
+    assert PoseModel.load(variant_path(out, "int8"), providers="cpu").info.variant["forced"] is True

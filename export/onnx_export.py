@@ -116,6 +116,10 @@ def save_single_file(proto: onnx.ModelProto, path: str | os.PathLike[str]) -> Pa
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        # mkstemp creates the file private (0600); a model file is meant to be read by everyone.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

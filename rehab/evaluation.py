@@ -1,0 +1,237 @@
+"""Evaluation of pose predictions against annotations, shared by training and the runtime (no torch).
+
+PCK@alpha with the torso (annotated left shoulder to right hip), PCKh@alpha with the MPII head box or, for
+LSP-style data, the paper's head segment (neck to head top), and 2-D joint-angle errors. Training
+(train/evaluate.py) and `rehab evaluate` both fill a ``Predictions`` and call these functions, so a model
+scores the same in both.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rehab.core.angles import compute_angle, get_angle
+from rehab.core.metrics import PCKResult, lsp_torso_size, mpii_head_size, pck, pckh
+from rehab.core.skeleton import LIMB_JOINTS, JointSet
+
+logger = logging.getLogger(__name__)
+
+# Joint angles compared between prediction and annotation (both sides of each).
+ANGLE_GROUPS = {
+    "knee": ("left_knee_flexion", "right_knee_flexion"),
+    "elbow": ("left_elbow_flexion", "right_elbow_flexion"),
+    "hip": ("left_hip_flexion", "right_hip_flexion"),
+    "shoulder": ("left_shoulder_abduction", "right_shoulder_abduction"),
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Predictions:
+    """keypoints_px / gt_px (N, K, 2) image pixels, scores (N, K), annotated (N, K), head boxes (N, 4)."""
+
+    keypoints_px: np.ndarray
+    scores: np.ndarray
+    gt_px: np.ndarray
+    annotated: np.ndarray
+    head_box_xyxy: np.ndarray
+    joint_names: tuple[str, ...]
+    mean_loss: float = float("nan")
+
+
+def _limb_exclude(joint_set: JointSet, limb_only: bool) -> list[int] | None:
+    if not limb_only:
+        return None
+    return [i for i, j in enumerate(joint_set.joints) if j not in LIMB_JOINTS]
+
+
+def pck_torso(pred: Predictions, joint_set: JointSet, alpha: float = 0.2, limb_joints_only: bool = True) -> PCKResult:
+    """PCK@alpha with torso = annotated left shoulder to right hip; images without a torso are skipped."""
+    gt = pred.gt_px
+    torso = lsp_torso_size(gt, joint_set.index("left_shoulder"), joint_set.index("right_hip"))
+    ok = np.isfinite(torso) & (torso > 0)
+    if not ok.all():
+        logger.info("PCK@%.2f: %d of %d images lack a torso (shoulder/hip not annotated) and are skipped",
+                    alpha, int((~ok).sum()), len(ok))
+    visible = pred.annotated & ok[:, None] & np.isfinite(gt).all(-1)
+    return pck(pred.keypoints_px, np.nan_to_num(gt), visible, np.where(ok, torso, 1.0), alpha=alpha,
+               exclude=_limb_exclude(joint_set, limb_joints_only))
+
+
+def head_sizes(pred: Predictions, joint_set: JointSet) -> np.ndarray:
+    """MPII head-box size where a head box exists, else the paper's head segment |neck - head_top|."""
+    boxes = pred.head_box_xyxy
+    have_box = np.isfinite(boxes).all(1)
+    sizes = np.full(len(boxes), np.nan)
+    if have_box.any():
+        sizes[have_box] = mpii_head_size(boxes[have_box].reshape(-1, 2, 2))
+    if (~have_box).any() and joint_set.has("neck") and joint_set.has("head_top"):
+        seg = pred.gt_px[:, joint_set.index("neck")] - pred.gt_px[:, joint_set.index("head_top")]
+        sizes[~have_box] = np.hypot(seg[~have_box, 0], seg[~have_box, 1])
+    return sizes
+
+
+def pckh_head(pred: Predictions, joint_set: JointSet, alpha: float = 0.5) -> PCKResult:
+    """PCKh@alpha; MPII excludes pelvis and thorax from the mean, as in its reference evaluation."""
+    sizes = head_sizes(pred, joint_set)
+    ok = np.isfinite(sizes) & (sizes > 0)
+    visible = pred.annotated & ok[:, None] & np.isfinite(pred.gt_px).all(-1)
+    exclude = [joint_set.index(j) for j in ("pelvis", "thorax") if joint_set.has(j)]
+    return pckh(pred.keypoints_px, np.nan_to_num(pred.gt_px), visible, np.where(ok, sizes, 1.0), alpha=alpha,
+                exclude=exclude or None)
+
+
+def angle_errors(pred: Predictions) -> dict[str, dict[str, float]]:
+    """Per angle group: median and mean |predicted - annotated| in degrees where all three joints are annotated."""
+    names = pred.joint_names
+    gt = np.where(pred.annotated[..., None], pred.gt_px, np.nan)
+    out = {}
+    for group, angle_names in ANGLE_GROUPS.items():
+        diffs = []
+        for name in angle_names:
+            defn = get_angle(name)
+            if not all(j in names for j in defn.joints()):
+                continue
+            a_gt = compute_angle(defn, gt, names)
+            a_pred = compute_angle(defn, pred.keypoints_px, names)
+            ok = np.isfinite(a_gt) & np.isfinite(a_pred)
+            diffs.append(np.abs(a_pred[ok] - a_gt[ok]))
+        d = np.concatenate(diffs) if diffs else np.empty(0)
+        out[group] = {"median_abs_deg": float(np.median(d)) if d.size else float("nan"),
+                      "mean_abs_deg": float(np.mean(d)) if d.size else float("nan"), "count": int(d.size)}
+    return out
+
+
+def _per_joint(result: PCKResult, joint_set: JointSet) -> dict[str, float]:
+    return {j: float(v) for j, v in zip(joint_set.joints, result.per_joint)}
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    dataset: str
+    num_images: int
+    pck: dict = field(default_factory=dict)
+    pckh: dict = field(default_factory=dict)
+    angles_deg: dict = field(default_factory=dict)
+    flip_test: bool = False
+
+    def to_dict(self) -> dict:
+        return {"dataset": self.dataset, "num_images": self.num_images, "flip_test": self.flip_test,
+                "pck": self.pck, "pckh": self.pckh, "angles_deg": self.angles_deg}
+
+
+def report(pred: Predictions, joint_set: JointSet, dataset: str, flip_test: bool, pck_alpha: float = 0.2,
+           pckh_alpha: float = 0.5, limb_joints_only: bool = True) -> EvalReport:
+    p = pck_torso(pred, joint_set, pck_alpha, limb_joints_only)
+    h = pckh_head(pred, joint_set, pckh_alpha)
+    return EvalReport(
+        dataset=dataset,
+        num_images=len(pred.keypoints_px),
+        pck={"alpha": pck_alpha, "mean": p.mean, "per_joint": _per_joint(p, joint_set),
+             "joints_in_mean": [j for j, inc in zip(joint_set.joints, p.included) if inc]},
+        pckh={"alpha": pckh_alpha, "mean": h.mean, "per_joint": _per_joint(h, joint_set),
+              "joints_in_mean": [j for j, inc in zip(joint_set.joints, h.included) if inc]},
+        angles_deg=angle_errors(pred),
+        flip_test=flip_test,
+    )
+
+
+def write_json(data: dict, path: str | os.PathLike[str]) -> None:
+    def clean(x):
+        if isinstance(x, float) and not np.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [clean(v) for v in x]
+        return x
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(clean(data), indent=2))
+
+
+
+
+def _ci_dict(result: PCKResult, n_boot: int, seed: int) -> dict:
+    """Bootstrap 95% interval of the mean over images, and per joint."""
+    from rehab.core.metrics import bootstrap_ci
+
+    mean, low, high = bootstrap_ci(result.included_correct(), result.included_visible(), n_boot=n_boot, seed=seed)
+    per_joint = {}
+    for k in np.flatnonzero(result.included):
+        _, lo, hi = bootstrap_ci(result.correct[:, [k]], result.visible[:, [k]], n_boot=n_boot, seed=seed)
+        per_joint[int(k)] = [lo, hi]
+    return {"mean": [low, high], "per_joint": per_joint}
+
+
+def evaluate_pose_model(model, records, flip_test: bool | None = None, n_boot: int = 1000, seed: int = 0,
+                        progress: bool = True, dataset: str = "lsp") -> dict:
+    """Run a runtime ``PoseModel`` over annotated records with the whole image as input (LSP protocol).
+
+    ``records`` are ``rehab.datasets.PoseRecord`` of one joint set; the model must predict every joint of
+    that set (it may predict more). Returns a JSON-ready dict: PCK@0.2 (12 limb joints, torso), PCKh@0.5
+    (head segment or box), joint-angle errors, bootstrap CIs and the model's per-image latency.
+    """
+    import time
+
+    import cv2
+    from tqdm import tqdm
+
+    if not records:
+        raise ValueError("no annotated images to evaluate")
+    joint_set = records[0].joint_set
+    missing = [j for j in joint_set.joints if j not in model.info.joint_names]
+    if missing:
+        raise ValueError(f"the model does not predict {', '.join(missing)}, needed to score {joint_set.name}")
+    order = [model.info.joint_names.index(j) for j in joint_set.joints]
+    kp, scores, latency_ms = [], [], []
+    for rec in tqdm(records, desc="evaluate", unit="img", disable=not progress):
+        image = cv2.imread(str(rec.image_path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise FileNotFoundError(f"cannot read image {rec.image_path} ({rec.entry})")
+        start = time.perf_counter()
+        pose = model.predict(image, flip_test=flip_test)
+        latency_ms.append((time.perf_counter() - start) * 1e3)
+        kp.append(pose.keypoints_px[order])
+        scores.append(pose.scores[order])
+    gt = np.stack([r.joints_px for r in records])
+    boxes = np.stack([r.head_box_xyxy if r.head_box_xyxy is not None else np.full(4, np.nan) for r in records])
+    pred = Predictions(np.stack(kp), np.stack(scores), gt, np.stack([r.annotated for r in records]), boxes,
+                       joint_set.joints)
+    flip = model.info.flip_test if flip_test is None else bool(flip_test)
+    rep = report(pred, joint_set, dataset, flip).to_dict()
+    p = pck_torso(pred, joint_set)
+    h = pckh_head(pred, joint_set)
+    for key, result in (("pck", p), ("pckh", h)):
+        ci = _ci_dict(result, n_boot, seed)
+        rep[key]["ci95"] = ci["mean"]
+        rep[key]["per_joint_ci95"] = {joint_set.joints[k]: v for k, v in ci["per_joint"].items()}
+    lat = np.asarray(latency_ms)
+    rep["latency_ms"] = {"median": float(np.median(lat)), "p90": float(np.percentile(lat, 90)),
+                         "note": "whole predict() call per image: preprocessing, ONNX Runtime, decoding"}
+    rep["model"] = {"path": str(model.path), "name": model.info.name, "providers": list(model.providers)}
+    return rep
+
+
+def format_report(rep: dict) -> str:
+    """A plain-text table of a report from ``evaluate_pose_model``."""
+    pck, pckh = rep["pck"], rep["pckh"]
+    lines = [f"{rep['dataset']}: {rep['num_images']} images, flip test {'on' if rep['flip_test'] else 'off'}",
+             f"{'joint':<16}{'PCK@' + str(pck['alpha']):>10}{'95% CI':>16}{'PCKh@' + str(pckh['alpha']):>11}"]
+    for joint, value in pck["per_joint"].items():
+        ci = pck.get("per_joint_ci95", {}).get(joint)
+        ci_text = f"{ci[0]:.1f}-{ci[1]:.1f}" if ci else ""
+        value_text = f"{value:.1f}" if joint in pck["joints_in_mean"] else "-"
+        lines.append(f"{joint:<16}{value_text:>10}{ci_text:>16}{pckh['per_joint'][joint]:>11.1f}")
+    lines.append(f"{'mean':<16}{pck['mean']:>10.2f}{pck['ci95'][0]:>9.1f}-{pck['ci95'][1]:<6.1f}{pckh['mean']:>11.2f}")
+    for group, err in rep["angles_deg"].items():
+        lines.append(f"angle error {group:<9} median {err['median_abs_deg']:.1f} deg, mean {err['mean_abs_deg']:.1f} deg "
+                     f"({err['count']} angles)")
+    if "latency_ms" in rep:
+        lines.append(f"latency per image: median {rep['latency_ms']['median']:.1f} ms, p90 {rep['latency_ms']['p90']:.1f} ms")
+    return "\n".join(lines)

@@ -1,0 +1,175 @@
+"""Command line: ``python -m train fit|finetune|evaluate|plots`` (mounted as ``rehab train ...``).
+
+Each command parses its options, builds a config and calls one library function.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from train.config import ConfigError, apply_overrides, load_config
+
+app = typer.Typer(help="Train, fine-tune, evaluate and plot the pose network.", no_args_is_help=True,
+                  add_completion=False)
+logger = logging.getLogger(__name__)
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file (train/configs/*.yaml)")
+SetOpt = typer.Option(None, "--set", "-s", help="override a config value: section.key=value (repeatable)")
+
+
+@app.callback()
+def _group() -> None:
+    """Train, fine-tune, evaluate and plot the pose network (see train/configs/ for the paper's runs)."""
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _fail(exc: Exception) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def fit(
+    config: Optional[Path] = ConfigOpt,
+    set_: Optional[list[str]] = SetOpt,
+    run_dir: Path = typer.Option(..., "--run-dir", help="output folder: log.csv, last.pt, best.pt, config.yaml"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in --run-dir from its last.pt"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Train a model. Multi-GPU / multi-node: launch this command under torchrun."""
+    from train.engine import fit as run_fit
+    from train.engine import load_resume_checkpoint
+
+    _logging(verbose)
+    try:
+        if resume:
+            if config is not None:
+                raise ConfigError("--resume continues with the config saved in last.pt; pass changes with --set")
+            _, cfg = load_resume_checkpoint(run_dir)
+            cfg = apply_overrides(cfg, set_ or [])
+        else:
+            cfg = load_config(config, set_ or [])
+        result = run_fit(cfg, run_dir, resume=resume)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+        return
+    typer.echo(f"done: {result.epochs_done} epochs, best metric {result.best_metric:.3f}, "
+               f"checkpoints in {result.run_dir}")
+
+
+@app.command()
+def finetune(
+    config: Optional[Path] = ConfigOpt,
+    set_: Optional[list[str]] = SetOpt,
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="source model (overrides finetune.checkpoint)"),
+    run_dir: Path = typer.Option(..., "--run-dir", help="output folder; finetune.json holds the before/after table"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Fine-tune a trained model on a target dataset; report source and target PCK before and after."""
+    from train.finetune import finetune as run_finetune
+
+    _logging(verbose)
+    try:
+        cfg = load_config(config, set_ or [])
+        if checkpoint is not None:
+            cfg.finetune.checkpoint = str(checkpoint)
+        result = run_finetune(cfg, run_dir)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+        return
+    typer.echo(f"fine-tuned; before/after table in {result.summary_path}")
+
+
+@app.command()
+def evaluate(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="a best.pt / last.pt"),
+    data: Optional[list[str]] = typer.Option(
+        None, "--data", "-d", help="kind:split[:limit][:crop], e.g. lsp:test:full_image or mpii:valid "
+        "(repeatable; default: the checkpoint config's data.val)"),
+    set_: Optional[list[str]] = SetOpt,
+    flip: bool = typer.Option(False, "--flip/--no-flip", help="flip test (average with the mirrored image)"),
+    out: Path = typer.Option(Path("eval.json"), "--out", "-o", help="JSON output"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """PCK@0.2 (torso) and PCKh@0.5 per joint and mean, and knee/elbow/hip/shoulder angle errors, as JSON."""
+    import torch
+
+    from rehab.evaluation import write_json
+    from train.config import resolve
+    from train.engine import select_device
+    from train.evaluate import evaluate_model, parse_source
+    from train.model import load_checkpoint
+
+    _logging(verbose)
+    try:
+        model, cfg, ckpt = load_checkpoint(checkpoint)
+        cfg = resolve(apply_overrides(cfg, set_ or []))
+        sources = [parse_source(s) for s in data] if data else cfg.data.val
+        if not sources:
+            raise ValueError("nothing to evaluate: pass --data or give the config a data.val")
+        device = select_device(cfg.train.device)
+        if device.type == "cpu":
+            torch.set_num_threads(cfg.train.threads)
+        reports = evaluate_model(model.to(device), cfg, sources, flip_test=flip, device=device,
+                                 progress=cfg.train.progress)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+        return
+    write_json({"checkpoint": str(checkpoint), "epoch": int(ckpt.get("epoch", -1)) + 1,
+                "reports": [r.to_dict() for r in reports]}, out)
+    for r in reports:
+        typer.echo(f"{r.dataset}: PCK@{cfg.eval.pck_alpha} {r.pck['mean']:.2f}  PCKh@{cfg.eval.pckh_alpha} "
+                   f"{r.pckh['mean']:.2f}  ({r.num_images} images)")
+    typer.echo(f"wrote {out}")
+
+
+@app.command()
+def plots(
+    run: Optional[list[Path]] = typer.Option(None, "--run", help="run folder with log.csv: per-joint PCK over epochs"),
+    data: Optional[list[str]] = typer.Option(None, "--data", "-d", help="kind:split for keypoint spread and "
+                                             "missing joints, e.g. mpii:train lsp:all"),
+    compare: Optional[list[Path]] = typer.Option(None, "--compare", help="evaluate JSON files to compare as bars"),
+    metric: str = typer.Option("pckh", "--metric", help="pckh or pck for --compare"),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="shared data folder (default: "
+                                             "$REHAB_SHARED_DIR or <repo>/../shared)"),
+    out: Path = typer.Option(Path("plots"), "--out", "-o", help="output folder for the PNG files"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Figures: per-joint PCK over epochs, keypoint spread, missing joints per dataset, runs compared."""
+    from train import plots as P
+    from train.config import Config, resolve
+    from train.dataset import read_source
+    from train.evaluate import parse_source
+
+    _logging(verbose)
+    if not (run or data or compare):
+        _fail(ValueError("nothing to plot: give --run, --data and/or --compare"))
+    if metric not in ("pck", "pckh"):
+        _fail(ValueError(f"--metric must be pck or pckh, got {metric!r}"))
+    written = []
+    try:
+        for r in run or []:
+            written.append(P.plot_pck_over_epochs(r / "log.csv", out / f"pck_epochs_{r.name}.png"))
+        if data:
+            cfg = Config()
+            if data_root is not None:
+                cfg.data.root = str(data_root)
+            cfg = resolve(cfg)
+            datasets = {spec: read_source(cfg, parse_source(spec)) for spec in data}
+            written.append(P.plot_keypoint_spread(datasets, out / "keypoint_spread.png"))
+            written.append(P.plot_missing_joints(datasets, out / "missing_joints.png"))
+        if compare:
+            written.append(P.plot_compare_runs(list(compare), out / f"compare_{metric}.png", metric=metric))
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+        return
+    for path in written:
+        typer.echo(f"wrote {path}")

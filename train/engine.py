@@ -1,0 +1,386 @@
+"""The training loop: data, model, Adam + multistep LR, validation PCK per epoch, checkpoints, resume, DDP.
+
+A run directory holds config.yaml (the resolved config), log.csv (one row per epoch; val_pck and pck_<joint>
+hold the configured eval.val_metric, PCK@0.2 or PCKh@0.5), last.pt and best.pt
+(model, optimizer, scheduler, epoch, RNG states, resolved config, best metric) and, when the tensorboard
+package is installed, TensorBoard event files. Resuming loads last.pt and continues with the next epoch;
+samples and shuffling depend only on (seed, epoch), so a resumed run matches an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import math
+import os
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from rehab.core.skeleton import get_joint_set
+from rehab.evaluation import pck_torso, pckh_head
+from train.config import (
+    Config,
+    config_from_saved,
+    data_root,
+    resolve,
+    save_yaml,
+    to_dict,
+)
+from train.dataset import build_eval_dataset, build_train_dataset
+from train.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_from_env
+from train.evaluate import autocast_context, predict
+from train.loss import JointsMSELoss
+from train.model import build_model
+from train.preprocess import normalize_tensor
+
+logger = logging.getLogger(__name__)
+
+LAST = "last.pt"
+BEST = "best.pt"
+LOG_CSV = "log.csv"
+CONFIG_YAML = "config.yaml"
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    epoch: int
+    lr: float
+    train_loss: float
+    images: int
+    seconds: float
+    data_seconds: float
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else float("nan")
+
+
+@dataclass(frozen=True)
+class FitResult:
+    run_dir: Path
+    epochs_done: int
+    best_metric: float
+    last_checkpoint: Path
+    best_checkpoint: Path
+    weights_digest: str = ""  # sha256 of the final parameters: equal on every DDP rank when in sync
+
+
+def select_device(name: str) -> torch.device:
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise RuntimeError("train.device=cuda but CUDA is not available on this machine")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_states() -> dict:
+    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def build_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
+    if cfg.optim.optimizer != "adam":
+        raise ValueError(f"optim.optimizer must be adam, got {cfg.optim.optimizer!r}")
+    return torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Config) -> torch.optim.lr_scheduler.MultiStepLR:
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.optim.scaled_milestones,
+                                                gamma=cfg.optim.lr_factor)
+
+
+def _loader(dataset, batch_size: int, shuffle: bool, cfg: Config, info: DistInfo, drop_last: bool) -> tuple[DataLoader, DistributedSampler]:
+    # One sampler type for single- and multi-process runs: its order depends only on (seed, epoch).
+    sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=shuffle,
+                                 seed=cfg.train.seed, drop_last=drop_last)
+    workers = cfg.data.num_workers
+    if workers > 0 and cfg.data.image_cache != "none":
+        # Workers are re-created every epoch so that they see the dataset's new epoch (augmentation seeds);
+        # an in-memory image cache therefore only pays off with num_workers=0.
+        logger.warning("data.image_cache=%s with data.num_workers=%d: each worker's cache lasts one epoch",
+                       cfg.data.image_cache, workers)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                        pin_memory=torch.cuda.is_available(), drop_last=drop_last,
+                        persistent_workers=False)
+    return loader, sampler
+
+
+class CsvLog:
+    """log.csv with one row per epoch; the header is fixed by the first row."""
+
+    def __init__(self, path: Path, joint_names: tuple[str, ...]) -> None:
+        self.path = path
+        self.fields = (["epoch", "lr", "train_loss", "val_loss", "val_pck", "images_per_s", "data_fraction",
+                        "epoch_seconds"] + [f"pck_{j}" for j in joint_names])
+
+    def append(self, row: dict) -> None:
+        new = not self.path.exists()
+        with self.path.open("a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=self.fields)
+            if new:
+                writer.writeheader()
+            writer.writerow({k: row.get(k, "") for k in self.fields})
+
+    def truncate_after(self, epoch: int) -> None:
+        """Drop rows of epochs after ``epoch`` (written after the checkpoint a resume starts from)."""
+        if not self.path.exists():
+            return
+        with self.path.open(newline="") as fh:
+            rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) <= epoch]
+        self.path.unlink()
+        for r in rows:
+            self.append(r)
+
+
+def _tensorboard(run_dir: Path, enabled: bool):
+    if not enabled:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        logger.info("tensorboard is not installed; logging to log.csv only")
+        return None
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def save_checkpoint(path: Path, model, optimizer, scheduler, scaler, epoch: int, cfg: Config, best_metric: float,
+                    extra: dict | None = None) -> None:
+    state = {
+        "model": _unwrap(model).state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": epoch,
+        "rng": rng_states(),
+        "config": to_dict(cfg),
+        "best_metric": best_metric,
+        "torch_version": torch.__version__,
+    }
+    if extra:
+        state.update(extra)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a crash mid-write never leaves a half-written last.pt
+
+
+def load_weights(model: torch.nn.Module, checkpoint: str | os.PathLike[str]) -> None:
+    """Model weights (only) from a training checkpoint, as fine-tuning starts from a source model."""
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint to start from not found: {path} (finetune.checkpoint)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)["model"]
+    except Exception as exc:
+        raise ValueError(f"cannot read model weights from {path}: {type(exc).__name__}: {exc}") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"the weights in {path} do not fit the configured model: {exc}") from None
+    logger.info("model weights from %s", path)
+
+
+def train_one_epoch(model, loader, optimizer, scaler, loss_fn, cfg: Config, device: torch.device, epoch: int,
+                    info: DistInfo) -> EpochStats:
+    model.train()
+    total_loss, images, data_seconds = 0.0, 0, 0.0
+    start = tick = time.perf_counter()
+    cap = cfg.train.max_steps_per_epoch
+    steps = len(loader) if cap is None else min(cap, len(loader))
+    bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not (cfg.train.progress and info.is_main),
+               leave=False)
+    for step, batch in enumerate(loader):
+        if step >= steps:
+            break
+        data_seconds += time.perf_counter() - tick
+        images_u8 = batch["image"].to(device, non_blocking=True)
+        target = batch["target"].to(device, non_blocking=True)
+        weight = batch["target_weight"].to(device, non_blocking=True)
+        x = normalize_tensor(images_u8, cfg.model)
+        if cfg.train.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast_context(device, cfg.train.cpu_bf16, cfg.train.amp):
+            heatmaps = model(x)
+        loss = loss_fn(heatmaps.float(), target, weight)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step}")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        n = images_u8.shape[0]
+        total_loss += float(loss.detach()) * n
+        images += n
+        bar.update(1)
+        bar.set_postfix(loss=f"{total_loss / images:.2e}")
+        tick = time.perf_counter()
+    bar.close()
+    seconds = time.perf_counter() - start
+    mean_loss = all_reduce_mean(total_loss / max(images, 1), info, device)
+    return EpochStats(epoch, optimizer.param_groups[0]["lr"], mean_loss, images * info.world_size, seconds, data_seconds)
+
+
+def load_resume_checkpoint(run_dir: str | os.PathLike[str]) -> tuple[dict, Config]:
+    last = Path(run_dir) / LAST
+    if not last.is_file():
+        raise FileNotFoundError(f"cannot resume: {last} does not exist")
+    try:
+        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+        return ckpt, config_from_saved(ckpt["config"])
+    except Exception as exc:
+        raise ValueError(f"cannot resume from {last}: {type(exc).__name__}: {exc}") from None
+
+
+def fit(cfg: Config | None, run_dir: str | os.PathLike[str], resume: bool = False) -> FitResult:
+    """Train ``cfg`` into ``run_dir``.
+
+    With ``resume``, continue from run_dir/last.pt; ``cfg=None`` then means the config saved in it
+    (the CLI passes that config with any ``--set`` overrides applied, e.g. more epochs).
+    """
+    run_dir = Path(run_dir)
+    ckpt = None
+    if resume:
+        ckpt, saved = load_resume_checkpoint(run_dir)
+        cfg = saved if cfg is None else cfg
+    if cfg is None:
+        raise ValueError("fit needs a config unless it resumes")
+    cfg = resolve(cfg)
+    device = select_device(cfg.train.device)
+    info = init_from_env(device.type)
+    try:
+        return _fit(cfg, run_dir, device, info, ckpt)
+    finally:
+        cleanup(info)
+
+
+def _fit(cfg: Config, run_dir: Path, device: torch.device, info: DistInfo, ckpt: dict | None) -> FitResult:
+    if device.type == "cpu":
+        torch.set_num_threads(cfg.train.threads)
+    seed_everything(cfg.train.seed + info.rank)
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg, run_dir / CONFIG_YAML)
+    joint_set = get_joint_set(cfg.model.joint_set)
+
+    train_ds = build_train_dataset(cfg)
+    val_ds = build_eval_dataset(cfg, cfg.data.val) if cfg.data.val else None
+    per_rank_batch = max(1, cfg.train.batch_size // info.world_size)
+    train_loader, train_sampler = _loader(train_ds, per_rank_batch, True, cfg, info, drop_last=True)
+    if len(train_loader) == 0:
+        raise ValueError(f"the training set has {len(train_ds)} samples, fewer than one batch of {per_rank_batch} per "
+                         f"process; lower train.batch_size or add data")
+    logger.info("train: %d samples, %d steps/epoch of %d per process x %d; val: %d", len(train_ds), len(train_loader),
+                per_rank_batch, info.world_size, len(val_ds) if val_ds else 0)
+
+    init_from = cfg.finetune.checkpoint if ckpt is None else ""
+    model = build_model(cfg.model, init_backbone=ckpt is None and not init_from, data_root=data_root(cfg)).to(device)
+    if init_from:
+        load_weights(model, init_from)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, cfg)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.train.amp)
+    start_epoch, best_metric = 0, -math.inf
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        # The epoch count may have been raised on resume; milestones follow the resolved config.
+        scheduler.milestones = Counter(cfg.optim.scaled_milestones)
+        scaler.load_state_dict(ckpt["scaler"])
+        set_rng_states(ckpt["rng"])
+        start_epoch, best_metric = int(ckpt["epoch"]) + 1, float(ckpt["best_metric"])
+        logger.info("resumed after epoch %d (best metric %.3f)", start_epoch, best_metric)
+    if info.enabled:
+        model = DistributedDataParallel(model, device_ids=[info.local_rank] if device.type == "cuda" else None)
+
+    loss_fn = JointsMSELoss()
+    log = CsvLog(run_dir / LOG_CSV, joint_set.joints)
+    if info.is_main and ckpt is not None:
+        log.truncate_after(start_epoch)
+    tb = _tensorboard(run_dir, cfg.train.tensorboard) if info.is_main else None
+    val_loader = None
+    if val_ds is not None and info.is_main:
+        val_loader = DataLoader(val_ds, batch_size=cfg.eval.batch_size, shuffle=False,
+                                num_workers=cfg.data.num_workers)
+
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, cfg.train.epochs):
+        train_ds.set_epoch(epoch)
+        train_sampler.set_epoch(epoch)
+        stats = train_one_epoch(model, train_loader, optimizer, scaler, loss_fn, cfg, device, epoch, info)
+        scheduler.step()
+        row = {"epoch": epoch + 1, "lr": stats.lr, "train_loss": stats.train_loss,
+               "images_per_s": round(stats.images_per_s, 2),
+               "data_fraction": round(stats.data_seconds / max(stats.seconds, 1e-9), 4),
+               "epoch_seconds": round(stats.seconds, 1)}
+        metric = -stats.train_loss
+        if info.is_main:
+            if val_loader is not None and ((epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs):
+                pred = predict(_unwrap(model), val_loader, cfg.model, device, flip_test=False,
+                               cpu_bf16=cfg.train.cpu_bf16, cuda_amp=cfg.train.amp,
+                               channels_last=cfg.train.channels_last, progress=cfg.train.progress, loss_fn=loss_fn,
+                               desc="val")
+                if cfg.eval.val_metric == "pckh":
+                    result = pckh_head(pred, joint_set, cfg.eval.pckh_alpha)
+                else:
+                    result = pck_torso(pred, joint_set, cfg.eval.pck_alpha, cfg.eval.limb_joints_only)
+                metric = result.mean
+                row.update({"val_loss": pred.mean_loss, "val_pck": round(result.mean, 3)})
+                row.update({f"pck_{j}": round(float(v), 3) for j, v in zip(joint_set.joints, result.per_joint)})
+            log.append(row)
+            if tb is not None:
+                for key, value in row.items():
+                    if key != "epoch" and value != "":
+                        tb.add_scalar(key, float(value), epoch + 1)
+            improved = metric > best_metric
+            best_metric = max(best_metric, metric)
+            save_checkpoint(run_dir / LAST, model, optimizer, scheduler, scaler, epoch, cfg, best_metric)
+            if improved:
+                save_checkpoint(run_dir / BEST, model, optimizer, scheduler, scaler, epoch, cfg, best_metric)
+            logger.info("epoch %d/%d: loss %.3e, val PCK %s, %.1f img/s, data %.0f%% of the epoch time",
+                        epoch + 1, cfg.train.epochs, stats.train_loss, row.get("val_pck", "-"), stats.images_per_s,
+                        100 * row["data_fraction"])
+        barrier(info)
+    if tb is not None:
+        tb.close()
+    return FitResult(run_dir, epoch + 1, best_metric, run_dir / LAST, run_dir / BEST,
+                     weights_digest(_unwrap(model)))
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, param in sorted(model.named_parameters()):
+        digest.update(name.encode())
+        digest.update(param.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,139 @@
+"""History page: pseudonymous patients, their sessions, trends across sessions, CSV export."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from rehab.app import common
+from rehab.store import Store, StoreError
+
+ALL_EXERCISES = "all exercises"
+SESSION_COLUMNS = {
+    "id": "Session", "started_at": "Started", "exercise": "Exercise", "duration_s": "Duration (s)",
+    "repetitions": "Repetitions", "rom_best_deg": "Best range (°)", "rom_mean_deg": "Mean range (°)",
+    "frames": "Frames", "frames_with_pose": "Frames with a pose", "source": "Source", "notes": "Notes",
+}
+REP_COLUMNS = {"side": "Side", "number": "Repetition", "start_s": "Start (s)", "end_s": "End (s)",
+               "rom_min_deg": "Min (°)", "rom_max_deg": "Max (°)", "rom_span_deg": "Range (°)"}
+VIDEO_NAME = "annotated.mp4"
+
+
+def _export_bytes(store: Store, pseudonym: str | None) -> bytes:
+    # The store writes the CSV (one definition of its columns); hand its bytes to the browser.
+    with tempfile.TemporaryDirectory() as tmp:
+        return store.export_csv(Path(tmp) / "sessions.csv", pseudonym).read_bytes()
+
+
+def _patients_section(store: Store) -> None:
+    patients = store.patients()
+    if patients:
+        table = pd.DataFrame(patients).rename(columns={
+            "pseudonym": "Pseudonym", "created_at": "Added", "sessions": "Sessions", "last_session": "Last session"})
+        st.dataframe(table, hide_index=True, width="stretch")
+    else:
+        st.info("No patients yet. Sessions recorded on the Live page or analysed on the Video page appear here; "
+                "you can also add a pseudonym below.")
+    with st.form("add_patient", clear_on_submit=True):
+        name = st.text_input("Add a patient by pseudonym", placeholder="e.g. P-014",
+                             help="Any label you choose. No real names are needed or stored.")
+        if st.form_submit_button("Add patient"):
+            try:
+                store.add_patient(name)
+            except StoreError as err:
+                st.error(str(err))
+            else:
+                st.session_state[common.PATIENT_KEY] = name.strip()
+                st.success(f"Patient {name.strip()} added.")
+                st.rerun()
+
+
+def _when(started_at: pd.Series) -> pd.Series:
+    """ISO timestamps as short, sortable labels ("2026-11-01 10:00"); sessions are evenly spaced on charts."""
+    return pd.to_datetime(started_at, utc=True, errors="coerce").dt.strftime("%Y-%m-%d %H:%M").fillna(started_at)
+
+
+def _trend_charts(sessions: pd.DataFrame) -> None:
+    if sessions.empty:
+        return
+    frame = sessions.assign(session=_when(sessions["started_at"]) + " #" + sessions["id"].astype(str))
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Range of motion per session**")
+        rom = frame.rename(columns={"rom_best_deg": "best (°)", "rom_mean_deg": "mean (°)"})
+        if rom[["best (°)", "mean (°)"]].notna().any().any():
+            st.line_chart(rom, x="session", y=["best (°)", "mean (°)"], x_label="session",
+                          y_label="range of motion (°)")
+        else:
+            st.caption("No repetition with a measured range of motion yet.")
+    with right:
+        st.markdown("**Repetitions per session**")
+        st.bar_chart(frame, x="session", y="repetitions", x_label="session", y_label="repetitions")
+
+
+def _session_detail(store: Store, sessions: pd.DataFrame) -> None:
+    labels = {int(row.id): f"#{row.id} · {when} · {row.exercise or 'no exercise'}"
+              for row, when in zip(sessions.itertuples(), _when(sessions["started_at"]))}
+    chosen = st.selectbox("Session details", list(labels), format_func=labels.get, index=len(labels) - 1)
+    reps = store.repetitions(chosen)
+    if reps:
+        st.dataframe(pd.DataFrame(reps)[list(REP_COLUMNS)].round(1).rename(columns=REP_COLUMNS), hide_index=True,
+                     width="stretch")
+    else:
+        st.caption("No repetitions were counted in this session.")
+    with st.expander("Session summary"):
+        st.json(store.summary(chosen))
+    output_dir = sessions.set_index("id").loc[chosen, "output_dir"]
+    if output_dir:
+        folder = Path(output_dir)
+        if (folder / VIDEO_NAME).is_file():
+            st.columns([2, 3])[0].video(str(folder / VIDEO_NAME))
+        if folder.is_dir():
+            st.caption(f"Files of this session: `{folder}`")
+        else:
+            st.warning(f"The files of this session are no longer in {folder}.")
+
+
+def render() -> None:
+    settings = common.load_app_settings()
+    st.title("History")
+    store = common.open_store(settings)
+    if store is None:
+        return
+    with store:
+        st.caption(f"Stored in `{store.path.resolve()}` (schema version {store.schema_version}). Patients are known "
+                   "by pseudonym only.")
+        _patients_section(store)
+        known = [p["pseudonym"] for p in store.patients()]
+        if not known:
+            return
+        st.divider()
+        current = st.session_state.get(common.PATIENT_KEY)
+        pseudonym = st.selectbox("Patient", known, index=known.index(current) if current in known else 0)
+        st.session_state[common.PATIENT_KEY] = pseudonym
+        sessions = pd.DataFrame(store.sessions(pseudonym))
+        st.download_button("Export this patient's sessions (CSV)", _export_bytes(store, pseudonym),
+                           file_name=f"sessions_{common.slug(pseudonym)}.csv", mime="text/csv")
+        if sessions.empty:
+            st.info(f"{pseudonym} has no sessions yet. Record one on the Live page or analyse a video.")
+        else:
+            exercises = sorted({e for e in sessions["exercise"] if e})
+            which = st.selectbox("Exercise", [ALL_EXERCISES, *exercises],
+                                 index=1 if len(exercises) == 1 else 0)
+            if which != ALL_EXERCISES:
+                sessions = sessions[sessions["exercise"] == which]
+            table = sessions[list(SESSION_COLUMNS)].assign(started_at=_when(sessions["started_at"]))
+            st.dataframe(table.round(1).rename(columns=SESSION_COLUMNS), hide_index=True, width="stretch")
+            _trend_charts(sessions)
+            _session_detail(store, sessions)
+        st.divider()
+        st.download_button("Export all patients' sessions (CSV)", _export_bytes(store, None),
+                           file_name="sessions_all.csv", mime="text/csv")
+
+
+# Streamlit runs a page file as "__main__"; importing it (e.g. in tests) renders nothing.
+if __name__ == "__main__":
+    render()

@@ -1,0 +1,192 @@
+"""The one frame loop: frame + timestamp -> FrameResult. The live dashboard and batch processing both use it.
+
+Stages, each timed: roi (where to look) -> pose (the model) -> smooth (One Euro, reliability) -> angles ->
+reps (exercise counter) -> anonymize (face blur, fails closed) -> draw (skeleton, angles, panel).
+
+The only image a FrameResult carries is the anonymised, annotated one: the raw frame never leaves the
+pipeline, so nothing downstream (recordings, snapshots, the browser) can bypass the face blur unless the
+settings turn anonymisation off explicitly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Mapping
+
+import numpy as np
+
+from rehab.analysis.exercises import Exercise, get_exercise
+from rehab.analysis.reps import ExerciseRep, ExerciseTracker, RepState
+from rehab.analysis.summary import SessionSummary, summarize
+from rehab.core.angles import joint_angles
+from rehab.core.skeleton import JointSet, joint_set_from_names
+from rehab.runtime.anonymize import Anonymizer
+from rehab.runtime.draw import draw_frame
+from rehab.runtime.roi import RoiDecision, RoiTracker
+from rehab.runtime.smoothing import PoseSmoother
+from rehab.runtime.video import as_bgr_frame
+from rehab.settings import RuntimeSettings
+
+if TYPE_CHECKING:
+    from rehab.runtime.model import Pose, PoseModel
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("roi", "pose", "smooth", "angles", "reps", "anonymize", "draw")
+
+
+@dataclass(frozen=True, eq=False)
+class FrameResult:
+    frame_index: int
+    timestamp_s: float
+    # The smoothed pose (filtered where reliable, the model's own position elsewhere); None when no person
+    # was found (fewer confident joints than settings.roi.min_joints).
+    pose: "Pose | None"
+    raw_pose: "Pose | None"  # the model's output as it came
+    reliable: np.ndarray  # (K,) bool: joints confident enough to measure and draw as measured
+    angles_deg: Mapping[str, float]  # NaN where a needed joint is unreliable
+    reps: RepState | None  # None when no exercise is being counted
+    roi_xyxy: tuple[float, float, float, float] | None  # region the model looked at; None = whole frame
+    roi_reason: str
+    timings_ms: Mapping[str, float]  # per stage, plus "total"
+    frame_bgr: np.ndarray  # anonymised (unless turned off) and annotated; read-only
+    anonymized: bool
+    anonymization: str  # how the faces were found: "head", "shoulders", "whole frame: ...", or "off"
+    face_boxes_xyxy: tuple[tuple[int, int, int, int], ...] = ()
+    new_rep: ExerciseRep | None = field(default=None)
+
+    @property
+    def person_found(self) -> bool:
+        return self.pose is not None
+
+    @property
+    def total_ms(self) -> float:
+        return self.timings_ms["total"]
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)
+    return a
+
+
+class Pipeline:
+    """Stateful per video stream (tracking, smoothing, counting): one Pipeline per camera or file."""
+
+    def __init__(self, model: "PoseModel", settings: RuntimeSettings | None = None,
+                 exercise: Exercise | str | None = None) -> None:
+        self.model = model
+        self.settings = settings or RuntimeSettings()
+        self.joint_names: tuple[str, ...] = tuple(model.info.joint_names)
+        self.joint_set: JointSet = joint_set_from_names(self.joint_names, name=getattr(model.info, "name", "model"))
+        min_score = self.settings.scores.joint_min_score
+        self._roi = RoiTracker(self.settings.roi, min_score)
+        self._smoother = PoseSmoother(len(self.joint_names), self.settings.smoothing, min_score)
+        self._anonymizer = Anonymizer(self.joint_names, self.settings.anonymize, min_score)
+        self.exercise: Exercise | None = None
+        self._tracker: ExerciseTracker | None = None
+        self.set_exercise(exercise)
+        self._frame_index = 0
+        self._last_t = -math.inf
+        if not self.settings.anonymize.enabled:
+            logger.warning("face anonymisation is OFF by the settings: frames leave the pipeline unblurred")
+
+    def set_exercise(self, exercise: Exercise | str | None) -> None:
+        """Count another exercise from now on (its counts start at zero)."""
+        if isinstance(exercise, str):
+            exercise = get_exercise(exercise)
+        self.exercise = exercise
+        self._tracker = ExerciseTracker(exercise) if exercise is not None else None
+
+    def reset(self) -> None:
+        """Start a new stream: forget tracking, smoothing, counts and the clock."""
+        self._roi.reset()
+        self._smoother.reset()
+        self._anonymizer.reset()
+        if self._tracker is not None:
+            self._tracker.reset()
+        self._frame_index = 0
+        self._last_t = -math.inf
+
+    @property
+    def reps(self) -> list[ExerciseRep]:
+        return list(self._tracker.reps) if self._tracker is not None else []
+
+    def summary(self) -> SessionSummary | None:
+        if self.exercise is None:
+            return None
+        return summarize(self.exercise.name, self.reps)
+
+    def process(self, frame_bgr: np.ndarray, timestamp_s: float) -> FrameResult:
+        t_start = time.perf_counter()
+        frame = as_bgr_frame(frame_bgr, "frame_bgr")
+        timestamp_s = float(timestamp_s)
+        if not math.isfinite(timestamp_s):
+            raise ValueError(f"timestamp_s must be a finite number of seconds, got {timestamp_s}")
+        if timestamp_s < self._last_t:
+            raise ValueError(f"timestamp_s went backwards ({timestamp_s} s after {self._last_t} s); "
+                             "call Pipeline.reset() before a new stream or after a seek")
+        self._last_t = timestamp_s
+        h, w = frame.shape[:2]
+        s = self.settings
+        min_score = s.scores.joint_min_score
+        timings: dict[str, float] = {}
+        clock = [time.perf_counter()]
+
+        def lap(stage: str) -> None:
+            now = time.perf_counter()
+            timings[stage] = (now - clock[0]) * 1000.0
+            clock[0] = now
+
+        region: RoiDecision = self._roi.next_region((w, h))
+        lap("roi")
+
+        raw = self.model.predict(frame, bbox_xyxy=region.box_xyxy)
+        lap("pose")
+
+        self._roi.update(raw.keypoints_px, raw.scores, (w, h), used=region)
+        smoothed = self._smoother.update(raw.keypoints_px, raw.scores, timestamp_s, frame_height=h)
+        reliable = smoothed.reliable
+        found = int(reliable.sum()) >= s.roi.min_joints
+        pose = replace(raw, keypoints_px=smoothed.keypoints_px) if found else None
+        lap("smooth")
+
+        angles = {k: float(v) if found else math.nan
+                  for k, v in joint_angles(smoothed.keypoints_px, self.joint_names, raw.scores, min_score).items()}
+        lap("angles")
+
+        rep_state = self._tracker.update(angles, timestamp_s) if self._tracker is not None else None
+        lap("reps")
+
+        # The face box follows this frame's raw joints: smoothed ones lag behind a moving head.
+        anon = self._anonymizer(frame, raw.keypoints_px if found else None, raw.scores if found else None)
+        lap("anonymize")
+
+        out = anon.frame_bgr
+        if s.draw.enabled:
+            draw_frame(out, keypoints_px=smoothed.keypoints_px if found else None, scores=raw.scores,
+                       reliable=reliable, joint_set=self.joint_set, angles_deg=angles, rep_state=rep_state,
+                       exercise=self.exercise, min_score=min_score, draw_angle_values=s.draw.draw_angles,
+                       draw_rep_panel=s.draw.draw_panel, draw_unreliable=s.draw.draw_unreliable)
+        lap("draw")
+        timings["total"] = (time.perf_counter() - t_start) * 1000.0
+
+        if not s.anonymize.enabled:
+            how = "off"
+        elif anon.whole_frame:
+            how = f"whole frame: {anon.reason}"
+        else:
+            how = "+".join(dict.fromkeys(anon.sources))
+        result = FrameResult(
+            frame_index=self._frame_index, timestamp_s=timestamp_s, pose=pose, raw_pose=raw,
+            reliable=_readonly(reliable.copy()), angles_deg=MappingProxyType(angles), reps=rep_state,
+            roi_xyxy=region.box_xyxy, roi_reason=region.reason, timings_ms=MappingProxyType(timings),
+            frame_bgr=_readonly(out), anonymized=s.anonymize.enabled, anonymization=how,
+            face_boxes_xyxy=anon.boxes_xyxy, new_rep=rep_state.new_rep if rep_state is not None else None,
+        )
+        self._frame_index += 1
+        return result
+

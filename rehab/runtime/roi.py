@@ -1,0 +1,104 @@
+"""Person region of interest: where in the frame the pose model looks.
+
+The first frame (and any frame after the person was lost) is a whole-frame, letterboxed pass. After a
+confident pose, the next frame is cropped around that pose's confident joints, padded, so the person fills
+the network input instead of a small part of a letterboxed frame. The tracker falls back to a whole-frame
+pass when the mean joint score drops below a threshold, too few joints are confident, or the box leaves the
+frame.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from rehab.core.transforms import keypoints_box
+from rehab.runtime.smoothing import reliable_mask
+from rehab.settings import RoiSettings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RoiDecision:
+    """The region for the next pose pass: ``box_xyxy`` None means the whole frame (bootstrap)."""
+
+    box_xyxy: tuple[float, float, float, float] | None
+    reason: str
+
+    @property
+    def bootstrap(self) -> bool:
+        return self.box_xyxy is None
+
+
+def inside_fraction(box_xyxy, frame_size) -> float:
+    """Fraction of the box's area that lies inside a (w, h) frame."""
+    x1, y1, x2, y2 = (float(v) for v in box_xyxy)
+    w, h = (float(v) for v in frame_size)
+    area = max(x2 - x1, 0.0) * max(y2 - y1, 0.0)
+    if area <= 0:
+        return 0.0
+    ix = max(min(x2, w) - max(x1, 0.0), 0.0)
+    iy = max(min(y2, h) - max(y1, 0.0), 0.0)
+    return ix * iy / area
+
+
+def roi_from_pose(keypoints_px: np.ndarray, scores: np.ndarray, frame_size, settings: RoiSettings,
+                  min_score: float) -> RoiDecision:
+    """The region to look at in the next frame, given this frame's pose."""
+    scores = np.asarray(scores, dtype=np.float64)
+    reliable = reliable_mask(keypoints_px, scores, min_score)
+    mean_score = float(np.nanmean(scores)) if scores.size else 0.0
+    if mean_score < settings.min_mean_score:
+        return RoiDecision(None, f"bootstrap: mean score {mean_score:.2f} < {settings.min_mean_score}")
+    if int(reliable.sum()) < settings.min_joints:
+        return RoiDecision(None, f"bootstrap: {int(reliable.sum())} confident joints < {settings.min_joints}")
+    box = keypoints_box(keypoints_px, reliable, margin=settings.margin)
+    if box is None:
+        return RoiDecision(None, "bootstrap: no box from the joints")
+    frac = inside_fraction(box, frame_size)
+    if frac < settings.min_inside_fraction:
+        return RoiDecision(None, f"bootstrap: box {frac:.0%} inside the frame < {settings.min_inside_fraction:.0%}")
+    return RoiDecision(tuple(float(v) for v in box), "track")
+
+
+class RoiTracker:
+    """Carries the region from one frame's pose to the next frame."""
+
+    def __init__(self, settings: RoiSettings | None = None, min_score: float = 0.3) -> None:
+        self.settings = settings or RoiSettings()
+        self.min_score = float(min_score)
+        self.reset()
+
+    def reset(self) -> None:
+        self._next = RoiDecision(None, "bootstrap: first frame")
+        self._tracked_frames = 0
+        self._frame_size: tuple[int, int] | None = None
+
+    def next_region(self, frame_size) -> RoiDecision:
+        """Region for the frame about to be processed; ``frame_size`` is (w, h)."""
+        frame_size = (int(frame_size[0]), int(frame_size[1]))
+        if not self.settings.enabled:
+            return RoiDecision(None, "whole frame: ROI tracking off")
+        if self._frame_size is not None and frame_size != self._frame_size:
+            self._next = RoiDecision(None, f"bootstrap: frame size changed {self._frame_size} -> {frame_size}")
+        self._frame_size = frame_size
+        every = self.settings.rebootstrap_every_frames
+        if not self._next.bootstrap and every and self._tracked_frames >= every:
+            return RoiDecision(None, f"bootstrap: periodic, every {every} frames")
+        return self._next
+
+    def update(self, keypoints_px: np.ndarray | None, scores: np.ndarray | None, frame_size,
+               used: RoiDecision) -> RoiDecision:
+        """Record the pose found in the region ``used``; returns the decision for the next frame."""
+        if keypoints_px is None or scores is None:
+            decision = RoiDecision(None, "bootstrap: no pose")
+        else:
+            decision = roi_from_pose(keypoints_px, scores, frame_size, self.settings, self.min_score)
+        self._tracked_frames = 0 if used.bootstrap else self._tracked_frames + 1
+        if decision.bootstrap and not used.bootstrap:
+            logger.debug("person lost (%s)", decision.reason)
+        self._next = decision
+        return decision

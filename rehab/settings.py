@@ -1,0 +1,195 @@
+"""Runtime settings: one frozen dataclass per stage, defaults in code, an optional YAML/dict override.
+
+Units are in the field names. ``RuntimeSettings.from_dict`` rejects unknown keys with the list of known ones,
+so a typo in a settings file is an error, not a silently ignored value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class SmoothingSettings:
+    """One Euro filter (Casiez et al. 2012) on every joint coordinate.
+
+    Coordinates are filtered in units of the frame height, so the same settings behave alike at 480p and
+    1080p; ``beta`` is therefore per (frame heights per second).
+    """
+
+    enabled: bool = True
+    min_cutoff_hz: float = 1.0
+    beta: float = 4.0
+    d_cutoff_hz: float = 1.0
+    # A pause this long (a dropped stream, a seek) restarts the filters instead of smoothing across it.
+    max_gap_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        _positive(self, "min_cutoff_hz", "d_cutoff_hz", "max_gap_s")
+        _non_negative(self, "beta")
+
+
+@dataclass(frozen=True)
+class ScoreSettings:
+    """Confidence thresholds on the model's per-joint scores (heatmap peak values)."""
+
+    # Joints scored below this are unreliable: not drawn as measured, no angle, no smoothing. 0.2 is the
+    # visibility threshold of the Simple Baselines / HRNet code; a blank or noise frame scores under 0.2 on
+    # every joint with the interim default model.
+    joint_min_score: float = 0.2
+
+    def __post_init__(self) -> None:
+        _unit_interval(self, "joint_min_score")
+
+
+@dataclass(frozen=True)
+class RoiSettings:
+    """Person region tracking: whole-frame bootstrap, then a crop around the previous pose."""
+
+    enabled: bool = True
+    # Grow the box of the confident joints by this fraction of its size on each side (hands and feet
+    # move between frames, and the head top/feet tips lie beyond the joints).
+    margin: float = 0.2
+    # Re-bootstrap from the whole frame when the mean score of the joints falls below this.
+    min_mean_score: float = 0.2
+    # A box needs this many confident joints; fewer means the person is lost.
+    min_joints: int = 4
+    # Re-bootstrap when less than this fraction of the box lies inside the frame.
+    min_inside_fraction: float = 0.6
+    # Re-bootstrap every this many frames anyway (0 = never), so a second, better-placed person or a
+    # drift of the crop cannot lock the tracker onto a wrong region for ever.
+    rebootstrap_every_frames: int = 0
+
+    def __post_init__(self) -> None:
+        _non_negative(self, "margin", "rebootstrap_every_frames")
+        _unit_interval(self, "min_mean_score", "min_inside_fraction")
+        if self.min_joints < 2:
+            raise ValueError(f"roi.min_joints must be >= 2 (a box needs two points), got {self.min_joints}")
+
+
+@dataclass(frozen=True)
+class AnonymizeSettings:
+    """Face blurring of every frame the pipeline returns (and so of everything written to disk)."""
+
+    # Turning this off is the user's explicit choice: frames then leave the pipeline with faces visible.
+    enabled: bool = True
+    # Side of the square face box as a multiple of the head length (head_top to neck).
+    head_box_per_head_length: float = 2.5
+    # Side of the face box as a multiple of the shoulder width when the head joints are unreliable:
+    # the head lies within about one shoulder width of the shoulder midpoint in any body orientation.
+    head_box_per_shoulder_width: float = 3.0
+    # The face box never gets smaller than this fraction of the shoulder width (a collapsed head segment
+    # from a poor prediction must not shrink the box onto one eye).
+    min_head_box_per_shoulder_width: float = 1.6
+    # Head boxes of this many previous frames are blurred too: when the pose misplaces the head for a frame,
+    # the face is still where it just was (at 30 fps, 5 frames is a sixth of a second).
+    head_box_memory_frames: int = 5
+    # Pixelation: the blurred box is reduced to this many blocks across its longer side.
+    blocks_across_box: int = 6
+    # Blocks across the frame's longer side when the whole frame is blurred (no head located): the face
+    # size is unknown then, and a close-up face can fill a fifth of the frame.
+    blocks_across_frame: int = 12
+    # An OpenCV Haar face detector, where the installed OpenCV ships the cascades, adds its boxes.
+    face_detector: bool = True
+    # Haar detection costs 90-800 ms at 960 px (more on textured scenes and a busy CPU): run it every N
+    # frames on a downscaled copy and keep its boxes in between.
+    # Its 24 px window finds faces down to ~2.5% of the longer side at 960 px (bystanders included).
+    face_detector_every_frames: int = 15
+    # Run the detector on a worker thread (live video: no stall every N frames; its boxes arrive a few frames
+    # late). Off by default so that batch results do not depend on timing.
+    face_detector_background: bool = False
+    face_detector_max_side_px: int = 960
+    # Haar boxes cover the face tightly; pad them by this fraction of their size per side.
+    face_detector_margin: float = 0.5
+
+    def __post_init__(self) -> None:
+        _positive(self, "head_box_per_head_length", "head_box_per_shoulder_width",
+                  "min_head_box_per_shoulder_width", "face_detector_every_frames", "face_detector_max_side_px")
+        _non_negative(self, "face_detector_margin", "head_box_memory_frames")
+        for name in ("blocks_across_box", "blocks_across_frame"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"anonymize.{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class DrawSettings:
+    enabled: bool = True
+    draw_angles: bool = True
+    draw_panel: bool = True
+    # Unreliable joints are drawn as hollow grey rings (so the user sees the model is unsure) or not at all.
+    draw_unreliable: bool = True
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    smoothing: SmoothingSettings = field(default_factory=SmoothingSettings)
+    scores: ScoreSettings = field(default_factory=ScoreSettings)
+    roi: RoiSettings = field(default_factory=RoiSettings)
+    anonymize: AnonymizeSettings = field(default_factory=AnonymizeSettings)
+    draw: DrawSettings = field(default_factory=DrawSettings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> "RuntimeSettings":
+        """Settings from a nested mapping (e.g. parsed YAML); missing keys keep their defaults."""
+        return _from_dict(cls, data or {}, "settings")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "RuntimeSettings":
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"settings file not found: {path}")
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if data is not None and not isinstance(data, Mapping):
+            raise ValueError(f"settings file {path} must hold a mapping at the top level, got {type(data).__name__}")
+        return cls.from_dict(data)
+
+    def with_overrides(self, **sections: Mapping[str, Any]) -> "RuntimeSettings":
+        """A copy with some fields changed, e.g. ``with_overrides(anonymize={"enabled": False})``."""
+        merged = self.to_dict()
+        for section, values in sections.items():
+            if section not in merged:
+                raise ValueError(f"unknown settings section {section!r}; known: {', '.join(merged)}")
+            merged[section] = {**merged[section], **dict(values)}
+        return RuntimeSettings.from_dict(merged)
+
+
+def _from_dict(cls, data: Mapping[str, Any], where: str):
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where} must be a mapping, got {type(data).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(unknown)} in {where}; known: {', '.join(known)}")
+    values = {}
+    for name, value in data.items():
+        default = getattr(cls(), name)
+        if is_dataclass(default):
+            values[name] = _from_dict(type(default), value, f"{where}.{name}")
+        else:
+            values[name] = value
+    return replace(cls(), **values) if values else cls()
+
+
+def _positive(obj, *names: str) -> None:
+    for name in names:
+        if not getattr(obj, name) > 0:
+            raise ValueError(f"{type(obj).__name__}.{name} must be > 0, got {getattr(obj, name)}")
+
+
+def _non_negative(obj, *names: str) -> None:
+    for name in names:
+        if not getattr(obj, name) >= 0:
+            raise ValueError(f"{type(obj).__name__}.{name} must be >= 0, got {getattr(obj, name)}")
+
+
+def _unit_interval(obj, *names: str) -> None:
+    for name in names:
+        if not 0.0 <= getattr(obj, name) <= 1.0:
+            raise ValueError(f"{type(obj).__name__}.{name} must be in [0, 1], got {getattr(obj, name)}")

@@ -1,0 +1,132 @@
+"""The pipeline on real footage with the default model: a pose in nearly every frame, on the person.
+
+Frames are subsampled and downscaled (longer side 960 px) to keep the test to seconds on two cores; the
+assertions are about where the joints are relative to each other, which downscaling does not change.
+
+These assertions measure the model as much as the pipeline. While the embedded model is an interim one (its
+own metadata reports a PCK@0.2 under INTERIM_PCK), a miss is reported as an expected failure with the
+measured numbers instead of failing the suite; with a model at or above that bar they must hold.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rehab.pipeline import Pipeline
+from rehab.runtime.video import read_frames
+
+logger = logging.getLogger(__name__)
+
+BALANCING = [f"pose2sim_balancing_cam0{i}.mp4" for i in (1, 2, 3, 4)]
+STATIC = "pose2sim_static_cam01.mp4"
+EVERY = 4  # of the 100 frames at 60 fps: 25 frames per clip, 15 fps
+MAX_SIDE_PX = 960
+MIN_FOUND_FRACTION = 0.95
+# A model reporting less than this LSP PCK@0.2 in its metadata is an interim, partly trained one.
+INTERIM_PCK = 60.0
+
+
+def load_default_model():
+    """The embedded default model; skips (or fails when REHAB_REQUIRE_MODEL=1) while it does not exist."""
+    from rehab.runtime.model import PoseModel
+
+    try:
+        return PoseModel.load(threads=2)
+    except FileNotFoundError as exc:
+        reason = f"no default pose model yet: {exc}"
+        if os.environ.get("REHAB_REQUIRE_MODEL") == "1":
+            pytest.fail(reason + " (REHAB_REQUIRE_MODEL=1 makes a missing model an error)")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_default_model()
+
+
+def model_pck(model) -> float:
+    """The best PCK the model's metadata reports (NaN when it reports none)."""
+    values = [float(v) for k, v in dict(model.info.metrics).items()
+              if "pck" in k.lower() and isinstance(v, (int, float))]
+    return max(values) if values else float("nan")
+
+
+def require(model, ok: bool, message: str) -> None:
+    """Assert ``ok``; for an interim model a miss is an expected failure that carries the numbers."""
+    if ok:
+        return
+    pck = model_pck(model)
+    if pck < INTERIM_PCK:
+        pytest.xfail(f"interim model (metadata PCK@0.2 {pck:.1f} < {INTERIM_PCK}): {message}")
+    pytest.fail(message)
+
+
+def run_clip(model, path: Path, every: int) -> list:
+    pipe = Pipeline(model)
+    return [pipe.process(frame, t) for frame, t in read_frames(path, every=every, max_side_px=MAX_SIDE_PX)]
+
+
+@pytest.fixture(scope="module")
+def clip_results(model, shared_dir, require_data) -> dict[str, list]:
+    # The static trial has only 11 frames: all of them.
+    return {name: run_clip(model, require_data(shared_dir / "videos" / name), 1 if name == STATIC else EVERY)
+            for name in BALANCING + [STATIC]}
+
+
+def test_pose_found_in_nearly_every_frame(model, clip_results, record_property):
+    found = {name: sum(r.person_found for r in results) for name, results in clip_results.items()}
+    total = {name: len(results) for name, results in clip_results.items()}
+    for name in clip_results:
+        record_property(f"found_{name}", f"{found[name]}/{total[name]}")
+        logger.info("%s: pose found in %d of %d frames", name, found[name], total[name])
+    fraction = sum(found.values()) / sum(total.values())
+    record_property("found_fraction", fraction)
+    require(model, fraction >= MIN_FOUND_FRACTION, f"pose found in {fraction:.1%} of frames: {found} of {total}")
+
+
+def _median_y(results: list, joint: str) -> float:
+    ys = [r.pose.keypoints_px[r.pose.index(joint), 1] for r in results
+          if r.pose is not None and r.reliable[r.pose.index(joint)]]
+    return float(np.median(ys)) if ys else float("nan")
+
+
+@pytest.mark.parametrize("name", [BALANCING[0], BALANCING[2], STATIC])
+def test_joints_land_on_the_person(model, clip_results, name):
+    """Upright person: head top above neck above hips above knees above ankles (image y grows downward)."""
+    results = clip_results[name]
+    for side in ("left", "right"):
+        chain = ["head_top", "neck", f"{side}_shoulder", f"{side}_hip", f"{side}_knee", f"{side}_ankle"]
+        ys = [_median_y(results, j) for j in chain]
+        require(model, all(np.isfinite(ys)), f"{name}: a joint of {chain} was never reliable: {ys}")
+        require(model, ys == sorted(ys), f"{name}: median heights out of order: {dict(zip(chain, np.round(ys)))}")
+    # Frame by frame: ankles below knees below hips wherever a whole leg is reliable.
+    ordered = []
+    for r in results:
+        if r.pose is None:
+            continue
+        kp = r.pose.keypoints_px
+        for side in ("left", "right"):
+            idx = [r.pose.index(f"{side}_{j}") for j in ("hip", "knee", "ankle")]
+            if r.reliable[idx].all():
+                ordered.append(kp[idx[0], 1] < kp[idx[1], 1] < kp[idx[2], 1])
+    require(model, len(ordered) >= len(results) // 2, f"{name}: only {len(ordered)} reliable legs in {len(results)} frames")
+    require(model, np.mean(ordered) >= 0.8, f"{name}: {np.mean(ordered):.0%} of {len(ordered)} legs ordered")
+
+
+def test_person_is_tracked_after_bootstrap(model, clip_results):
+    results = clip_results[BALANCING[0]]
+    tracked = [r.roi_reason == "track" for r in results[1:]]
+    require(model, np.mean(tracked) >= 0.8, f"tracked in {np.mean(tracked):.0%} of frames: {[r.roi_reason for r in results]}")
+    # The region follows the person: the crop contains the person's reliable joints.
+    for r in results[1:]:
+        if r.roi_xyxy is None or r.pose is None:
+            continue
+        x1, y1, x2, y2 = r.roi_xyxy
+        pts = r.pose.keypoints_px[r.reliable]
+        inside = (pts[:, 0] >= x1) & (pts[:, 0] <= x2) & (pts[:, 1] >= y1) & (pts[:, 1] <= y2)
+        assert inside.mean() >= 0.8, f"frame {r.frame_index}: region {r.roi_xyxy} misses the joints"

@@ -1,0 +1,130 @@
+"""Exercises as data, checked against joint angles of hand-built poses in their rest and active positions."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from rehab.analysis.exercises import EXERCISES, Exercise, get_exercise
+from rehab.analysis.reps import ExerciseTracker
+from rehab.core.angles import joint_angles
+from rehab.core.skeleton import LSP14, MPII16
+
+UP = np.array([0.0, -1.0])  # image y points down
+
+
+def _dir(deg_from_down: float, side: int) -> np.ndarray:
+    """Unit vector at ``deg_from_down`` from straight down, turned outward on the person's ``side`` (+1 = image
+    right, which is the person's left when they face the camera)."""
+    r = math.radians(deg_from_down)
+    return np.array([side * math.sin(r), math.cos(r)])
+
+
+def pose(knee_flexion: float = 0.0, hip_flexion: float = 0.0, shoulder_abduction: float = 0.0,
+         elbow_flexion: float = 0.0, trunk_lean: float = 0.0, joints=LSP14) -> np.ndarray:
+    """A stick figure whose joints are placed from the given angles (both sides alike), in image pixels."""
+    kp = {}
+    for name, side in (("left", 1), ("right", -1)):
+        hip = np.array([200.0 + side * 20, 300.0])
+        trunk_up = np.array([math.sin(math.radians(trunk_lean)), -math.cos(math.radians(trunk_lean))])
+        shoulder = hip + 120 * trunk_up
+        # All angles are drawn in the image plane: the thigh turns by hip_flexion away from the trunk line.
+        thigh = -trunk_up
+        thigh = np.array([thigh[0] * math.cos(math.radians(hip_flexion)) - thigh[1] * math.sin(math.radians(hip_flexion)),
+                          thigh[0] * math.sin(math.radians(hip_flexion)) + thigh[1] * math.cos(math.radians(hip_flexion))])
+        knee = hip + 100 * thigh
+        a = math.radians(-knee_flexion)
+        shank = np.array([thigh[0] * math.cos(a) - thigh[1] * math.sin(a), thigh[0] * math.sin(a) + thigh[1] * math.cos(a)])
+        ankle = knee + 100 * shank
+        arm = _dir(shoulder_abduction, side)
+        elbow = shoulder + 80 * arm
+        b = math.radians(side * elbow_flexion)
+        forearm = np.array([arm[0] * math.cos(b) - arm[1] * math.sin(b), arm[0] * math.sin(b) + arm[1] * math.cos(b)])
+        wrist = elbow + 70 * forearm
+        kp.update({f"{name}_hip": hip, f"{name}_shoulder": shoulder, f"{name}_knee": knee, f"{name}_ankle": ankle,
+                   f"{name}_elbow": elbow, f"{name}_wrist": wrist})
+    mid_shoulder = (kp["left_shoulder"] + kp["right_shoulder"]) / 2
+    kp["neck"] = mid_shoulder + 15 * UP
+    kp["head_top"] = mid_shoulder + 70 * UP
+    kp["thorax"] = mid_shoulder
+    kp["pelvis"] = (kp["left_hip"] + kp["right_hip"]) / 2
+    return np.array([kp[j] for j in joints.joints])
+
+
+@pytest.mark.parametrize("joints", [LSP14, MPII16])
+def test_angles_from_hand_built_poses(joints):
+    angles = joint_angles(pose(knee_flexion=90, hip_flexion=45, shoulder_abduction=80, elbow_flexion=100,
+                               trunk_lean=20, joints=joints), joints.joints)
+    for side in ("left", "right"):
+        assert angles[f"{side}_knee_flexion"] == pytest.approx(90, abs=1e-6)
+        assert angles[f"{side}_hip_flexion"] == pytest.approx(45, abs=1e-6)
+        assert angles[f"{side}_elbow_flexion"] == pytest.approx(100, abs=1e-6)
+    assert angles["trunk_lean"] == pytest.approx(20, abs=1e-6)
+    upright = joint_angles(pose(shoulder_abduction=80, joints=joints), joints.joints)
+    for side in ("left", "right"):
+        assert upright[f"{side}_shoulder_abduction"] == pytest.approx(80, abs=1e-6)
+        assert upright[f"{side}_knee_flexion"] == pytest.approx(0, abs=1e-6)
+        assert upright[f"{side}_ankle"] == pytest.approx(0, abs=1e-6)
+
+
+def test_unreliable_joint_gives_nan():
+    kp = pose(knee_flexion=60)
+    scores = np.full(LSP14.num_joints, 0.9)
+    scores[LSP14.index("left_ankle")] = 0.1
+    angles = joint_angles(kp, LSP14.joints, scores, min_score=0.3)
+    assert math.isnan(angles["left_knee_flexion"]) and math.isnan(angles["left_ankle"])
+    assert angles["right_knee_flexion"] == pytest.approx(60)
+
+
+# Rest and active positions of each exercise as joint angles of the hand-built pose.
+POSITIONS = {
+    "squat": ({"knee_flexion": 5, "hip_flexion": 5}, {"knee_flexion": 100, "hip_flexion": 90}),
+    "sit_to_stand": ({"knee_flexion": 90, "hip_flexion": 90}, {"knee_flexion": 5, "hip_flexion": 5}),
+    "knee_extension": ({"knee_flexion": 90, "hip_flexion": 90}, {"knee_flexion": 10, "hip_flexion": 90}),
+    "shoulder_abduction": ({"shoulder_abduction": 10}, {"shoulder_abduction": 95}),
+    "lateral_raise": ({"shoulder_abduction": 10}, {"shoulder_abduction": 90}),
+    "elbow_curl": ({"elbow_flexion": 10}, {"elbow_flexion": 130}),
+}
+
+
+def test_every_exercise_is_data_with_a_position_pair():
+    assert set(EXERCISES) == set(POSITIONS)
+    for ex in EXERCISES.values():
+        assert isinstance(ex, Exercise) and ex.angles and ex.min_duration_s > 0
+        assert ex.sides == ("left", "right")
+        with pytest.raises(AttributeError):
+            ex.enter_deg = 0  # frozen
+
+
+@pytest.mark.parametrize("name", sorted(POSITIONS))
+def test_hand_built_repetitions_count(name):
+    """Rest -> active -> rest poses, 0.1 s apart, make exactly one repetition per moving side."""
+    ex = get_exercise(name)
+    rest, active = (pose(**p) for p in POSITIONS[name])
+    tracker = ExerciseTracker(ex)
+    frames = [rest] * 5 + [rest + (active - rest) * f for f in np.linspace(0, 1, 6)] + [active] * 5 \
+        + [active + (rest - active) * f for f in np.linspace(0, 1, 6)] + [rest] * 5
+    for i, kp in enumerate(frames):
+        state = tracker.update(joint_angles(kp, LSP14.joints), i * 0.1)
+    assert state.count == (1 if ex.bilateral else 2), state
+    rep = tracker.reps[0]
+    rest_angle = joint_angles(rest, LSP14.joints)[ex.angles[0]]
+    active_angle = joint_angles(active, LSP14.joints)[ex.angles[0]]
+    assert rep.rom.span_deg == pytest.approx(abs(active_angle - rest_angle), abs=0.5)
+    if ex.bilateral:
+        assert rep.symmetry is not None and rep.symmetry.ratio == pytest.approx(1.0, abs=1e-6)
+
+
+def test_exercise_validation():
+    with pytest.raises(ValueError, match="unknown angle"):
+        Exercise("x", "X", ("left_nose_wiggle",), 10, 5, 0.5, bilateral=False)
+    with pytest.raises(ValueError, match="left and a right"):
+        Exercise("x", "X", ("left_knee_flexion",), 60, 30, 0.5, bilateral=True)
+    single = Exercise("trunk", "Trunk", ("trunk_lean",), 30, 10, 0.5, bilateral=False)
+    assert single.sides == ("trunk_lean",)
+    tracker = ExerciseTracker(single)
+    for i, v in enumerate([0, 40, 40, 40, 40, 40, 40, 0]):
+        state = tracker.update({"trunk_lean": v}, i * 0.1)
+    assert state.count == 1

@@ -1,0 +1,97 @@
+"""Person region tracking from hand-built poses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rehab.core.skeleton import LSP14
+from rehab.runtime.roi import RoiDecision, RoiTracker, inside_fraction, roi_from_pose
+from rehab.settings import RoiSettings
+
+FRAME = (640, 480)  # (w, h)
+
+
+def standing(x0: float = 300.0, y0: float = 100.0, height: float = 300.0, score: float = 0.9):
+    """A stick figure in the LSP-14 order, head top at (x0, y0)."""
+    rel = {
+        "head_top": (0, 0), "neck": (0, 0.15), "right_shoulder": (-0.12, 0.2), "left_shoulder": (0.12, 0.2),
+        "right_elbow": (-0.15, 0.35), "left_elbow": (0.15, 0.35), "right_wrist": (-0.16, 0.5),
+        "left_wrist": (0.16, 0.5), "right_hip": (-0.08, 0.55), "left_hip": (0.08, 0.55),
+        "right_knee": (-0.08, 0.78), "left_knee": (0.08, 0.78), "right_ankle": (-0.08, 1.0), "left_ankle": (0.08, 1.0),
+    }
+    kp = np.array([(x0 + rel[j][0] * height, y0 + rel[j][1] * height) for j in LSP14.joints])
+    return kp, np.full(LSP14.num_joints, score, dtype=np.float32)
+
+
+def test_first_frame_is_a_whole_frame_pass_then_tracks():
+    tracker = RoiTracker(RoiSettings(margin=0.1), min_score=0.3)
+    first = tracker.next_region(FRAME)
+    assert first.bootstrap and "first frame" in first.reason
+    kp, scores = standing()
+    decision = tracker.update(kp, scores, FRAME, used=first)
+    assert not decision.bootstrap and decision.reason == "track"
+    x1, y1, x2, y2 = decision.box_xyxy
+    assert x1 < kp[:, 0].min() and x2 > kp[:, 0].max() and y1 < kp[:, 1].min() and y2 > kp[:, 1].max()
+    # 10% of the 300 px height above the head top and below the ankles.
+    assert y1 == pytest.approx(70.0) and y2 == pytest.approx(430.0)
+    assert tracker.next_region(FRAME) == decision
+
+
+def test_unconfident_joints_are_left_out_of_the_box():
+    kp, scores = standing()
+    kp[LSP14.index("left_wrist")] = (630.0, 20.0)  # a wild low-score guess
+    scores[LSP14.index("left_wrist")] = 0.05
+    decision = roi_from_pose(kp, scores, FRAME, RoiSettings(margin=0.1), min_score=0.3)
+    assert decision.box_xyxy[2] < 500
+
+
+@pytest.mark.parametrize("case, reason", [
+    ("low mean score", "mean score"),
+    ("too few joints", "confident joints"),
+    ("left the frame", "inside the frame"),
+    ("no pose", "no pose"),
+])
+def test_rebootstraps_when_the_person_is_lost(case, reason):
+    tracker = RoiTracker(RoiSettings(min_mean_score=0.35, min_joints=4, min_inside_fraction=0.6), min_score=0.3)
+    kp, scores = standing()
+    tracker.update(kp, scores, FRAME, used=tracker.next_region(FRAME))
+    if case == "low mean score":
+        scores = np.full_like(scores, 0.2)
+    elif case == "too few joints":
+        # Three sure joints and eleven just under the threshold: the mean stays high, the count is too low.
+        scores = np.where(np.arange(len(scores)) < 3, 1.0, 0.29).astype(np.float32)
+        assert scores.mean() >= 0.35
+    elif case == "left the frame":
+        kp = kp + np.array([500.0, 0.0])
+    elif case == "no pose":
+        kp = scores = None
+    decision = tracker.update(kp, scores, FRAME, used=tracker.next_region(FRAME))
+    assert decision.bootstrap and reason in decision.reason
+    assert tracker.next_region(FRAME).bootstrap
+
+
+def test_frame_size_change_and_periodic_rebootstrap():
+    tracker = RoiTracker(RoiSettings(rebootstrap_every_frames=3))
+    kp, scores = standing()
+    kinds = []
+    for _ in range(8):
+        region = tracker.next_region(FRAME)
+        kinds.append("B" if region.bootstrap else "T")
+        tracker.update(kp, scores, FRAME, used=region)
+    assert "".join(kinds) == "BTTTBTTT"
+    assert tracker.next_region((320, 240)).bootstrap
+
+
+def test_off_switch():
+    tracker = RoiTracker(RoiSettings(enabled=False))
+    kp, scores = standing()
+    tracker.update(kp, scores, FRAME, used=tracker.next_region(FRAME))
+    assert tracker.next_region(FRAME) == RoiDecision(None, "whole frame: ROI tracking off")
+
+
+def test_inside_fraction():
+    assert inside_fraction((0, 0, 10, 10), (100, 100)) == 1.0
+    assert inside_fraction((-10, 0, 10, 10), (100, 100)) == pytest.approx(0.5)
+    assert inside_fraction((200, 200, 300, 300), (100, 100)) == 0.0
+    assert inside_fraction((5, 5, 5, 9), (100, 100)) == 0.0

@@ -23,7 +23,7 @@ from rehab.runtime.metadata import ModelInfo
 from rehab.runtime.model import MAX_BATCH, PoseModel, person_center_scale, preprocess
 from train.config import Config, SourceConfig, default_shared_dir
 from train.dataset import read_source
-from train.readers import PoseRecord
+from rehab.datasets import PoseRecord
 
 logger = logging.getLogger(__name__)
 

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import importlib
 import logging
+from pathlib import Path
+from typing import Optional
 
 import typer
+
+from rehab import batch_cli
 
 app = typer.Typer(help="Rehabilitation pose monitor.", no_args_is_help=True, add_completion=False)
 
@@ -42,6 +46,59 @@ def train(ctx: typer.Context) -> None:
 def export(ctx: typer.Context) -> None:
     """Export a checkpoint to a self-describing ONNX model (needs the [train] extra). See `rehab export --help`."""
     _forward("export.cli", "rehab export", list(ctx.args))
+
+
+@app.command("app")
+def app_command(
+    port: int = typer.Option(8501, help="Port to listen on."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on; beyond localhost a password is required."),
+    model: Optional[Path] = typer.Option(None, help="ONNX pose model (default: the embedded default model)."),
+    data_dir: Optional[Path] = typer.Option(None, help="Folder of the session history and recordings."),
+) -> None:
+    """Start the therapist's dashboard (live sessions, video analysis, history)."""
+    from rehab.app.launch import LaunchError, launch
+
+    try:
+        code = launch(host, port, model_path=model, data_dir=data_dir)
+    except LaunchError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def evaluate(
+    dataset: str = typer.Option("lsp", help="Annotation layout: lsp (images/ + joints.mat)."),
+    root: Path = typer.Option(..., help="Dataset folder, e.g. ../shared/data/lsp."),
+    split: str = typer.Option("test", help="train (im0001-im1000), test (im1001-im2000) or all."),
+    model: Optional[Path] = typer.Option(None, help="ONNX pose model (default: the embedded default model)."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Evaluate only the first N images of the split."),
+    flip_test: Optional[bool] = typer.Option(None, "--flip/--no-flip", help="Flip test (default: the model's)."),
+    threads: Optional[int] = typer.Option(None, min=1, help="ONNX Runtime intra-op threads."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report as JSON here."),
+) -> None:
+    """PCK@0.2 (12 limb joints), PCKh@0.5 and joint-angle errors of a model on an annotated dataset."""
+    from rehab.datasets import read_lsp
+    from rehab.evaluation import evaluate_pose_model, format_report, write_json
+    from rehab.runtime.model import PoseModel
+
+    if dataset != "lsp":
+        typer.echo(f"error: dataset {dataset!r} is not supported here; use lsp (or `rehab train evaluate`)", err=True)
+        raise typer.Exit(2)
+    try:
+        records = read_lsp(root, split)[:limit]
+        pose_model = PoseModel.load(model, threads=threads)
+        rep = evaluate_pose_model(pose_model, records, flip_test=flip_test, dataset=f"{dataset}:{split}")
+    except (FileNotFoundError, ValueError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(format_report(rep))
+    if json_out is not None:
+        write_json(rep, json_out)
+
+
+app.command("process")(batch_cli.process_command)
+app.command("exercises")(batch_cli.exercises_command)
 
 
 def main() -> None:

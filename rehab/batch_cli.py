@@ -1,0 +1,99 @@
+"""`rehab process` and `rehab exercises`: parse options, call rehab.batch, print the final table.
+
+Plain functions with Typer annotations, mounted on the one CLI in rehab/cli.py:
+
+    app.command("process")(batch_cli.process_command)
+    app.command("exercises")(batch_cli.exercises_command)
+
+Heavy imports (pipeline, ONNX Runtime, OpenCV) happen inside the commands, so `rehab train` stays light.
+Exit codes: 0 every video done or already complete, 1 some videos failed (the table says which and why),
+2 nothing could run (bad option, no videos, output folder not writable, model missing).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+logger = logging.getLogger(__name__)
+
+EXIT_SOME_FAILED = 1
+EXIT_CANNOT_RUN = 2
+STATUS_LABELS = {"done": "done", "skipped": "skipped (complete)", "failed": "FAILED"}
+
+
+def process_command(
+    paths: Annotated[list[Path], typer.Argument(help="Video files and/or folders (searched recursively).",
+                                                show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: one sub-folder per video.")],
+    exercise: Annotated[str | None, typer.Option(
+        "--exercise", "-e", help="Count repetitions of this exercise (snake_case; see `rehab exercises`).")] = None,
+    workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Videos processed in parallel.")] = 1,
+    model: Annotated[Path | None, typer.Option(
+        "--model", "-m", help="ONNX pose model (default: the embedded default model).")] = None,
+    settings: Annotated[Path | None, typer.Option(
+        "--settings", help="YAML file of runtime settings (smoothing, scores, roi, anonymize, draw).")] = None,
+    max_seconds: Annotated[float | None, typer.Option(
+        "--max-seconds", help="Process only the first N seconds of each video.")] = None,
+    stride: Annotated[int, typer.Option("--stride", min=1, help="Process every N-th frame.")] = 1,
+    max_side: Annotated[int | None, typer.Option(
+        "--max-side", help="Downscale frames whose longer side exceeds this many pixels.")] = None,
+    pdf: Annotated[bool, typer.Option("--pdf/--no-pdf", help="Also write report.pdf.")] = True,
+    force: Annotated[bool, typer.Option("--force", help="Redo videos whose outputs are already complete.")] = False,
+    allow_truncated: Annotated[bool, typer.Option(
+        "--allow-truncated", help="Process the readable part of truncated files instead of failing them.")] = False,
+    progress: Annotated[bool | None, typer.Option(
+        "--progress/--no-progress", help="Progress bars (default: when the terminal shows them).",
+        show_default=False)] = None,
+) -> None:
+    """Process recorded sessions: annotated video, frames table, summary and report for each video."""
+    from rehab.batch import BatchError, BatchOptions, run_batch
+    from rehab.settings import RuntimeSettings
+
+    try:
+        runtime_settings = RuntimeSettings.from_yaml(settings) if settings is not None else RuntimeSettings()
+        options = BatchOptions(exercise=exercise, settings=runtime_settings, max_seconds=max_seconds, stride=stride,
+                               max_side_px=max_side, pdf=pdf, allow_truncated=allow_truncated, workers=workers,
+                               force=force, progress=progress)
+        result = run_batch(paths, out, options, model_path=model)
+    except (BatchError, ValueError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_CANNOT_RUN) from None
+    typer.echo(format_table(result))
+    if not result.ok:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def format_table(batch) -> str:
+    """The final table: one line per video (status, frames, repetitions, seconds, reason), then the totals."""
+    rows = [("video", "status", "frames", "with pose", "reps", "seconds", "output / reason")]
+    for r in batch.results:
+        detail = r.message if r.status == "failed" else (r.output_dir + (f"  ({r.message})" if r.message else ""))
+        counted = r.status == "done"
+        rows.append((r.name, STATUS_LABELS[r.status], str(r.frames) if counted else "-",
+                     str(r.frames_with_pose) if counted else "-", str(r.repetitions) if counted else "-",
+                     f"{r.elapsed_s:.1f}" if counted else "-", detail))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths)) + "  " + row[-1] for row in rows]
+    done, skipped, failed = (len(batch.with_status(s)) for s in ("done", "skipped", "failed"))
+    lines.append(f"{done} done, {skipped} already complete, {failed} failed in {batch.elapsed_s:.1f} s "
+                 f"with {batch.workers} worker(s): {batch.videos_per_minute:.2f} videos/min, "
+                 f"{batch.frames_per_second:.1f} frames/s")
+    return "\n".join(lines)
+
+
+def exercises_command() -> None:
+    """List the exercises that repetitions can be counted for, with their angles and thresholds."""
+    from rehab.analysis.exercises import EXERCISES
+
+    for ex in EXERCISES.values():
+        counted = "both sides together" if ex.bilateral else "each side on its own"
+        typer.echo(f"{ex.name}: {ex.title}")
+        typer.echo(f"    angles: {', '.join(ex.angles)} ({counted})")
+        typer.echo(f"    a repetition goes past {ex.enter_deg:g} deg and back within {ex.exit_deg:g} deg, "
+                   f"taking at least {ex.min_duration_s:g} s")
+        if ex.description:
+            typer.echo(f"    {ex.description}")

@@ -1,4 +1,4 @@
-"""Command line: ``python -m train fit|finetune|evaluate|plots`` (mounted as ``rehab train ...``).
+"""Command line: ``python -m train fit|finetune|evaluate|plots|study`` (mounted as ``rehab train ...``).
 
 Each command parses its options, builds a config and calls one library function.
 """
@@ -173,3 +173,37 @@ def plots(
         return
     for path in written:
         typer.echo(f"wrote {path}")
+
+
+@app.command()
+def study(
+    kind: str = typer.Argument(..., help="augmentation | mixed | finetune"),
+    source: Optional[str] = typer.Option(None, "--source", help="source domain: auto (mpii when its images exist, "
+                                         "else lspet) | mpii | lspet | lsp"),
+    target: Optional[str] = typer.Option(None, "--target", help="target domain (default lsp)"),
+    budget: Optional[int] = typer.Option(None, "--budget", help="training images seen per arm"),
+    preset: str = typer.Option("cpu", "--preset", help="cpu (MobileNetV2 128x128) | paper (ResNet-50 256x256, GPU)"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="study YAML (default: "
+                                          "train/configs/studies/<study>[_paper].yaml)"),
+    set_: Optional[list[str]] = typer.Option(None, "--set", "-s", help="study key=value, or a training-config key "
+                                             "(model.*, train.*, ...) for every arm (repeatable)"),
+    out: Path = typer.Option(..., "--out", help="work folder: study.json and arms/<arm>/ runs (checkpoints)"),
+    report_dir: Optional[Path] = typer.Option(None, "--report-dir", help="report folder (default <out>/report)"),
+    reuse: Optional[list[str]] = typer.Option(None, "--reuse", help="ARM=RUN_DIR: an identical finished run stands in "
+                                              "for the arm (config digest checked; repeatable)"),
+    base_checkpoint: Optional[Path] = typer.Option(None, "--base-checkpoint", help="finetune: start from this model "
+                                                   "instead of training the base arm"),
+    report_only: bool = typer.Option(False, "--report-only", help="rebuild the report from the arms' predictions"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Run one of the paper's studies (arms resume after an interruption) and write its report."""
+    from train.studies import parse_reuse, run_study, study_config_from_cli
+
+    _logging(verbose)
+    try:
+        cfg = study_config_from_cli(kind, preset, config, set_ or [], source, target, budget, base_checkpoint)
+        result = run_study(cfg, out, report_dir, parse_reuse(reuse or []), report_only=report_only)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+        return
+    typer.echo(f"{kind} study: {len(result.run_ids)} arms; report in {result.report_md}")

@@ -50,6 +50,8 @@ class SourceConfig:
 
     kind: lsp | lspet | mpii (the json.gz) | mpii_json (HRNet-style train/valid json) | coco.
     split: lsp: train (im0001-im1000) | test (im1001-im2000) | all; mpii: train | valid | all.
+    start, stop: keep only entries [start, stop) of the split, as a Python slice (negative counts from the end),
+        before ``limit``; e.g. LSPET stop=-500 for training and start=-500 for a held-out test slice.
     limit: keep this many entries, evenly spaced over the split (deterministic), e.g. 300 validation images.
     count: per-source count in a mixed dataset (a fixed seeded subset, or drawn with replacement when larger).
     ratio: per-source share of each epoch in a mixed dataset (use either count or ratio for all sources).
@@ -61,6 +63,8 @@ class SourceConfig:
     split: str = "train"
     ann_file: str = ""
     image_dir: str = ""
+    start: int | None = None
+    stop: int | None = None
     limit: int | None = None
     count: int | None = None
     ratio: float | None = None

@@ -253,7 +253,7 @@ class MixedDataset(Dataset):
 
 
 def read_source(cfg: Config, src: SourceConfig) -> list[PoseRecord]:
-    """The records of one configured source, limited to ``src.limit`` evenly spaced entries."""
+    """The records of one configured source: the slice [start, stop), then ``limit`` evenly spaced entries."""
     path = resolve_path(cfg, src.path)
     if src.kind == "lsp":
         records = datasets.read_lsp(path, src.split)
@@ -272,6 +272,8 @@ def read_source(cfg: Config, src: SourceConfig) -> list[PoseRecord]:
         records = datasets.read_coco(ann, src.image_dir)
     else:
         raise ValueError(f"unknown source kind {src.kind!r}")
+    if src.start is not None or src.stop is not None:
+        records = records[src.start:src.stop]
     if src.limit is not None and src.limit < len(records):
         keep = np.linspace(0, len(records) - 1, src.limit).round().astype(int)
         records = [records[i] for i in keep]

@@ -21,8 +21,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from train.config import (
     REPO_ROOT,
     Config,
@@ -33,6 +31,7 @@ from train.config import (
     from_dict,
     load_config,
     parse_override,
+    read_yaml_mapping,
     set_dotted,
     to_dict,
 )
@@ -156,18 +155,7 @@ def split_overrides(overrides: list[str] | tuple[str, ...]) -> tuple[list[str], 
 
 def load_study_config(path: str | os.PathLike[str] | None, overrides: list[str] | tuple[str, ...] = ()) -> StudyConfig:
     """Defaults, then the YAML at ``path``, then overrides (``key=value``; training keys go to train_set)."""
-    data: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"study config not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"study config {path} is not valid YAML: {exc}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"study config {path} must hold a mapping of keys, got {type(loaded).__name__}")
-        data = loaded or {}
+    data = read_yaml_mapping(path, "study config")
     study_over, train_over = split_overrides(overrides)
     for text in study_over:
         key, value = parse_override(text)

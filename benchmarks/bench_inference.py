@@ -1,12 +1,17 @@
 """ONNX Runtime inference speed of the exported pose models: FP32 vs INT8, batch-1 latency, batch-8 throughput.
 
-For each model (the default MobileNetV2 preset and the ResNet-50 paper preset, random weights unless a
-checkpoint is given: speed does not depend on the weights) this exports FP32 ONNX and a static QDQ INT8 variant
-calibrated on real LSP images, then times both in one interleaved loop so that a change in machine load hits
-both alike. It also measures the machine's FP32 GEMM peak (numpy and an ONNX MatMul, same threads) to put each
-model's achieved GFLOP/s in proportion.
+For each model -- the default model as shipped (rehab/models/default.onnx) and the ResNet-50 paper preset
+(random weights: speed does not depend on them) -- this takes the FP32 ONNX file and a static QDQ INT8 variant
+made as `rehab export --int8` makes it (128 LSP train images for calibration), then times both in one
+interleaved loop so that a change in machine load hits both alike. It also measures the machine's FP32 GEMM
+peak at each thread count (ONNX Runtime MatMul, torch, numpy without the OPENBLAS_CORETYPE cap; the best of
+them) to put each model's achieved GFLOP/s in proportion.
 
-    cd /work/main && PYTHONPATH=. /work/venv/bin/python benchmarks/bench_inference.py --threads 2
+    cd /work/main && PYTHONPATH=. /work/venv/bin/python benchmarks/bench_inference.py --threads 1 2 \
+        --json benchmarks/results/inference.json
+
+Exported and quantised files are cached in out/benchmarks/models (keyed by the FP32 file's hash), so only the
+first run exports the ResNet-50 preset and calibrates the INT8 files.
 
 Timings drift with the load of a shared machine: the load average is printed before and after; compare
 ratios taken in one run. Achieved GFLOP/s counts the FP32-equivalent convolution work (2 x multiply-adds), so
@@ -18,10 +23,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import platform
 import statistics
+import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,14 +38,24 @@ from onnx import TensorProto, helper, numpy_helper
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from export.describe import info_from_config  # noqa: E402
-from export.evaluate import lsp_records, network_inputs  # noqa: E402
-from export.onnx_export import attach_metadata, save_single_file, torch_to_onnx  # noqa: E402
-from export.variants import quantize_int8  # noqa: E402
-from rehab.runtime.session import create_session  # noqa: E402
+from benchmarks.common import (
+    DEFAULT_MODEL,
+    WORK_DIR,
+    command_line,
+    cpu_name,
+    finish,
+    int8_variant,
+    machine,
+    subpixel_variant,
+)
+from export.describe import info_from_config
+from export.evaluate import lsp_records, network_inputs
+from export.onnx_export import attach_metadata, save_single_file, torch_to_onnx
+from rehab.runtime.session import create_session
 
 PRESETS = {"default": REPO / "train/configs/default_mnv2.yaml", "resnet50_paper": REPO / "train/configs/resnet50_paper.yaml"}
-CALIBRATION_IMAGES = 32
+# Real images as timing input (content does not change the cost; real ones keep INT8 ranges realistic).
+INPUT_IMAGES = 8
 LATENCY_BATCH, THROUGHPUT_BATCH = 1, 8
 GEMM_N = 2048
 
@@ -93,12 +107,44 @@ def conv_gflops(path: Path) -> float:
     return flops / 1e9
 
 
-def gemm_peak_numpy(repeats: int = 5) -> float:
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((GEMM_N, GEMM_N), dtype=np.float32)
-    b = rng.standard_normal((GEMM_N, GEMM_N), dtype=np.float32)
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+_NUMPY_GEMM = """
+import sys, time, numpy as np
+n, repeats = int(sys.argv[1]), int(sys.argv[2])
+rng = np.random.default_rng(0)
+a = rng.standard_normal((n, n), dtype=np.float32)
+b = rng.standard_normal((n, n), dtype=np.float32)
+a @ b
+best = min((lambda t0: (a @ b, time.perf_counter() - t0)[1])(time.perf_counter()) for _ in range(repeats))
+print(2 * n ** 3 / best / 1e9)
+"""
+
+
+def gemm_peak_numpy(threads: int, repeats: int = 5) -> float:
+    """numpy's BLAS at ``threads`` threads, in a child process without this machine's OPENBLAS_CORETYPE cap.
+
+    OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE are set here for old OpenBLAS builds and pin a current one to its
+    Haswell (AVX2) kernels, about half its AVX-512 speed: they are dropped for this measurement only.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    env.update(OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    out = subprocess.run([sys.executable, "-c", _NUMPY_GEMM, str(GEMM_N), str(repeats)], env=env, check=True,
+                         capture_output=True, text=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def gemm_peak_torch(threads: int, repeats: int = 5) -> float:
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        gen = torch.Generator().manual_seed(0)
+        a = torch.randn(GEMM_N, GEMM_N, generator=gen)
+        b = torch.randn(GEMM_N, GEMM_N, generator=gen)
+        a @ b
+        best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    finally:
+        torch.set_num_threads(previous)
     return 2 * GEMM_N**3 / best / 1e9
 
 
@@ -125,19 +171,35 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def prepare(preset: str, work_dir: Path, data_root: str | None, checkpoint: str | None) -> tuple[Path, Path, np.ndarray]:
-    """FP32 and INT8 files of ``preset`` in ``work_dir`` (reused when present) and some real input tensors."""
-    fp32, int8 = work_dir / f"{preset}.onnx", work_dir / f"{preset}.int8.onnx"
-    model, cfg = build(preset, checkpoint)
-    info = info_from_config(cfg, {}, name=preset)
-    tensors = network_inputs(lsp_records(data_root, "train", CALIBRATION_IMAGES), info)
-    if not fp32.exists():
-        proto = torch_to_onnx(model, info.input_size)
-        attach_metadata(proto, info)
-        save_single_file(proto, fp32)
-    if not int8.exists():
-        quantize_int8(fp32, int8, tensors, progress=True)
-    return fp32, int8, tensors
+def prepare(preset: str, work_dir: Path, data_root: str | None, checkpoint: str | None,
+            default_model: Path | None, subpixel: bool = False) -> tuple[dict[str, Path], np.ndarray]:
+    """The variant files of ``preset`` (FP32, INT8, and with ``subpixel`` both again with the deconvolutions in
+    sub-pixel form; cached in ``work_dir``) and a few real input tensors.
+
+    The default preset uses the shipped model file when there is one (its real weights and graph); otherwise,
+    like the ResNet-50 preset, it is exported from the preset's config (random weights unless ``checkpoint``).
+    """
+    from rehab.runtime.model import PoseModel
+
+    models = work_dir / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    if preset == "default" and default_model is not None and checkpoint is None:
+        fp32 = default_model
+    else:
+        fp32 = models / (f"{preset}.onnx" if checkpoint is None else f"{preset}.{Path(checkpoint).stem}.onnx")
+        if not fp32.exists():
+            model, cfg = build(preset, checkpoint)
+            info = info_from_config(cfg, {}, name=preset)
+            proto = torch_to_onnx(model, info.input_size)
+            attach_metadata(proto, info)
+            save_single_file(proto, fp32)
+    paths = {"fp32": fp32, "int8": int8_variant(fp32, work_dir, data_root=data_root)}
+    if subpixel:
+        paths["fp32_subpixel"] = subpixel_variant(fp32, work_dir)
+        paths["int8_subpixel"] = int8_variant(paths["fp32_subpixel"], work_dir, data_root=data_root)
+    info = PoseModel.load(fp32, providers="cpu").info
+    tensors = network_inputs(lsp_records(data_root, "train", INPUT_IMAGES), info)
+    return paths, tensors
 
 
 def measure(preset: str, paths: dict[str, Path], tensors: np.ndarray, threads: int, allow_spinning: bool,
@@ -164,6 +226,28 @@ def measure(preset: str, paths: dict[str, Path], tensors: np.ndarray, threads: i
                    paths[v].stat().st_size / 1e6) for v in sessions]
 
 
+def rows_as_dicts(rows: list[Timing], peaks: dict[int, float]) -> list[dict]:
+    """JSON rows with the derived figures: speed-ups against FP32 and efficiency against the FP32 peak."""
+    by_key = {(r.model, r.threads, r.variant): r for r in rows}
+    out = []
+    for r in rows:
+        base = by_key[(r.model, r.threads, "fp32")]
+        # The FP32 file of the same graph: an INT8 file's own starting point.
+        same = by_key.get((r.model, r.threads, r.variant.replace("int8", "fp32")), base)
+        achieved_b8 = r.gflops_per_image * r.throughput_img_s
+        achieved_b1 = r.gflops_per_image * 1e3 / r.latency_ms
+        out.append({**r.__dict__, "gflops_per_s_b8": achieved_b8, "gflops_per_s_b1": achieved_b1,
+                    "peak_gflops_per_s": peaks[r.threads], "efficiency_b8": achieved_b8 / peaks[r.threads],
+                    "efficiency_b1": achieved_b1 / peaks[r.threads],
+                    "speedup_latency_vs_fp32": base.latency_ms / r.latency_ms,
+                    "speedup_throughput_vs_fp32": r.throughput_img_s / base.throughput_img_s,
+                    "cpu_saving_vs_fp32": base.cpu_ms_per_image / r.cpu_ms_per_image,
+                    "same_graph_fp32": same.variant,
+                    "speedup_latency_vs_same_graph_fp32": same.latency_ms / r.latency_ms,
+                    "speedup_throughput_vs_same_graph_fp32": r.throughput_img_s / same.throughput_img_s})
+    return out
+
+
 def table(rows: list[Timing], peaks: dict[int, float]) -> str:
     head = ("model", "variant", "threads", "MB", "GFLOP/img", "batch-1 ms", "batch-8 img/s", "CPU ms/img",
             "INT8/FP32 b1 ms", "INT8/FP32 b8 img/s", "INT8/FP32 CPU", "GFLOP/s (b8)", "% of FP32 peak")
@@ -182,52 +266,53 @@ def table(rows: list[Timing], peaks: dict[int, float]) -> str:
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in lines)
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(PRESETS), choices=list(PRESETS))
-    parser.add_argument("--threads", type=int, nargs="+", default=[2])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds (3 batch-1 + 1 batch-8 runs each)")
     parser.add_argument("--allow-spinning", action="store_true", help="ORT intra-op spin-waiting (off by default)")
-    parser.add_argument("--work-dir", type=Path, default=None, help="where the .onnx files go (reused if present)")
+    parser.add_argument("--work-dir", type=Path, default=WORK_DIR, help="where exported .onnx files are cached")
     parser.add_argument("--data-root", default=None, help="folder with data/lsp (default $REHAB_SHARED_DIR or ../shared)")
-    parser.add_argument("--default-checkpoint", default=None, help="a trained checkpoint for the default model")
+    parser.add_argument("--default-model", type=Path, default=DEFAULT_MODEL if DEFAULT_MODEL.is_file() else None,
+                        help="the default model's FP32 .onnx (default: rehab/models/default.onnx)")
+    parser.add_argument("--default-checkpoint", default=None, help="export the default model from this checkpoint instead")
+    parser.add_argument("--subpixel", action="store_true",
+                        help="also time both variants with the deconvolutions in sub-pixel form (subpixel_deconv.py)")
+    parser.add_argument("--prepare-only", action="store_true", help="export and quantise, then stop (no timing)")
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     import torch
 
     torch.set_num_threads(max(args.threads))
-    work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="rehab-bench-"))
-    work_dir.mkdir(parents=True, exist_ok=True)
-
+    prepared = {m: prepare(m, args.work_dir, args.data_root, args.default_checkpoint if m == "default" else None,
+                           args.default_model, args.subpixel)
+                for m in args.models}
+    if args.prepare_only:
+        print("prepared: " + "; ".join(f"{m}: " + ", ".join(map(str, paths.values()))
+                                       for m, (paths, _) in prepared.items()))
+        return
+    result = {"benchmark": "inference", "command": command_line(),
+              "machine": machine(spinning=args.allow_spinning, openblas_coretype=os.environ.get("OPENBLAS_CORETYPE"))}
     print(f"# {cpu_name()}, {os.cpu_count()} cores; onnxruntime {ort.__version__}; numpy {np.__version__}; "
           f"spinning {'on' if args.allow_spinning else 'off'}; load average {os.getloadavg()[0]:.2f} at start")
-    prepared = {m: prepare(m, work_dir, args.data_root, args.default_checkpoint if m == "default" else None)
-                for m in args.models}
-    peak_np = gemm_peak_numpy()
-    peak_ort = {t: gemm_peak_ort(t) for t in args.threads}
+    gemm = {t: {"onnxruntime": gemm_peak_ort(t), "torch": gemm_peak_torch(t), "numpy": gemm_peak_numpy(t)}
+            for t in args.threads}
+    peaks = {t: max(v.values()) for t, v in gemm.items()}
     rows: list[Timing] = []
     for threads in args.threads:
-        for m, (fp32, int8, tensors) in prepared.items():
-            rows += measure(m, {"fp32": fp32, "int8": int8}, tensors, threads, args.allow_spinning, args.rounds,
-                            conv_gflops(fp32))
-    # The peak of a row is the best FP32 GEMM at its thread count; numpy runs on all its BLAS threads.
-    peaks = {t: max(v, peak_np) if t >= (os.cpu_count() or 1) else v for t, v in peak_ort.items()}
-    print(f"# FP32 GEMM {GEMM_N}x{GEMM_N}: numpy {peak_np:.0f} GFLOP/s (its own BLAS threads"
-          f"{', OPENBLAS_CORETYPE=' + os.environ['OPENBLAS_CORETYPE'] if 'OPENBLAS_CORETYPE' in os.environ else ''}), "
-          + ", ".join(f"ONNX MatMul {v:.0f} GFLOP/s at {t} thread(s)" for t, v in peak_ort.items())
-          + "; peak per thread count: " + ", ".join(f"{t}: {v:.0f}" for t, v in peaks.items()))
+        for m, (paths, tensors) in prepared.items():
+            rows += measure(m, paths, tensors, threads, args.allow_spinning, args.rounds, conv_gflops(paths["fp32"]))
+    print(f"# FP32 GEMM {GEMM_N}x{GEMM_N} GFLOP/s: " + "; ".join(
+        f"{t} thread(s): " + ", ".join(f"{k} {v:.0f}" for k, v in g.items()) + f" -> peak {peaks[t]:.0f}"
+        for t, g in gemm.items()))
     print(table(rows, peaks))
-    print(f"# load average {os.getloadavg()[0]:.2f} at end; files in {work_dir}")
+    print(f"# load average {os.getloadavg()[0]:.2f} at end; files in {args.work_dir / 'models'}")
+    result.update(gemm_n=GEMM_N, gemm_gflops_per_s={str(t): g for t, g in gemm.items()},
+                  peak_gflops_per_s={str(t): v for t, v in peaks.items()}, rows=rows_as_dicts(rows, peaks),
+                  files={m: {v: str(p) for v, p in paths.items()} for m, (paths, _) in prepared.items()})
+    finish(result, args.json)
 
 
 if __name__ == "__main__":

@@ -27,8 +27,9 @@ STATIC = "pose2sim_static_cam01.mp4"
 EVERY = 4  # of the 100 frames at 60 fps: 25 frames per clip, 15 fps
 MAX_SIDE_PX = 960
 MIN_FOUND_FRACTION = 0.95
-# A model reporting less than this LSP PCK@0.2 in its metadata is an interim, partly trained one.
-INTERIM_PCK = 60.0
+# A model reporting less than this LSP PCK@0.2 in its metadata is an interim, partly trained one (the
+# default model's target is 87; the epoch-8 model at 68 still misplaces joints on these full-height clips).
+INTERIM_PCK = 80.0
 
 
 def load_default_model():

@@ -130,4 +130,4 @@ def test_person_is_tracked_after_bootstrap(model, clip_results):
         x1, y1, x2, y2 = r.roi_xyxy
         pts = r.pose.keypoints_px[r.reliable]
         inside = (pts[:, 0] >= x1) & (pts[:, 0] <= x2) & (pts[:, 1] >= y1) & (pts[:, 1] <= y2)
-        assert inside.mean() >= 0.8, f"frame {r.frame_index}: region {r.roi_xyxy} misses the joints"
+        require(model, inside.mean() >= 0.8, f"frame {r.frame_index}: region {r.roi_xyxy} misses the joints")

@@ -145,18 +145,31 @@ def _iou(a, b) -> float:
     return inter / float(aw * ah + bw * bh - inter)
 
 
-def count_faces(frames_bgr: list[np.ndarray]) -> list[int]:
-    """Faces found by two Haar detectors in agreement in each frame (an independent check of the blurring)."""
+def face_boxes(image_bgr: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Face boxes (x, y, w, h) that both Haar cascades find at the same place."""
     import cv2
 
-    detectors = [cv2.CascadeClassifier(cv2.data.haarcascades + name) for name in FACE_CASCADES]
-    counts = []
-    for image in frames_bgr:
-        gray = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
-        first, second = (d.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5,
-                                            minSize=(FACE_MIN_SIDE_PX, FACE_MIN_SIDE_PX)) for d in detectors)
-        counts.append(sum(any(_iou(a, b) >= FACE_AGREEMENT_IOU for b in second) for a in first))
-    return counts
+    gray = cv2.equalizeHist(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY))
+    first, second = (cv2.CascadeClassifier(cv2.data.haarcascades + name).detectMultiScale(
+        gray, scaleFactor=1.1, minNeighbors=5, minSize=(FACE_MIN_SIDE_PX, FACE_MIN_SIDE_PX)) for name in FACE_CASCADES)
+    return [tuple(int(v) for v in a) for a in first if any(_iou(a, b) >= FACE_AGREEMENT_IOU for b in second)]
+
+
+def count_faces(frames_bgr: list[np.ndarray]) -> list[int]:
+    """Faces found by two Haar detectors in agreement in each frame (an independent check of the blurring)."""
+    return [len(face_boxes(image)) for image in frames_bgr]
+
+
+def faces_shown_where_raw_had_one(written: list[np.ndarray], raw: list[np.ndarray]) -> tuple[int, int]:
+    """(faces on the raw camera frames, written-frame faces at a place where a raw frame had one).
+
+    Drawn labels next to the letterbox's black edge can fool both cascades; a written detection counts as a
+    face only where the camera really showed one.
+    """
+    raw_boxes = [box for image in raw for box in face_boxes(image)]
+    shown = sum(any(_iou(box, r) >= FACE_AGREEMENT_IOU for r in raw_boxes)
+                for image in written for box in face_boxes(image))
+    return len(raw_boxes), shown
 
 
 # --------------------------------------------------------------------------------------------------
@@ -259,9 +272,8 @@ def wait_for(predicate, timeout_s: float, step_s: float = 0.25):
     return None
 
 
-def make_camera_clip(source: Path, target: Path, size: tuple[int, int] = (640, 480), fps: int = 30,
-                     every: int = 2) -> Path:
-    """A Y4M fake-camera clip from a real video: every n-th frame, letterboxed into ``size`` (w, h).
+def camera_frames(source: Path, size: tuple[int, int] = (640, 480), every: int = 2) -> list[np.ndarray]:
+    """Every n-th frame of a real video, letterboxed into ``size`` (w, h): what the fake camera shows.
 
     Chromium's fake camera crops its file to the requested aspect ratio; letterboxing keeps the whole
     person (the shared clips are portrait) in a webcam-shaped landscape frame.
@@ -277,7 +289,13 @@ def make_camera_clip(source: Path, target: Path, size: tuple[int, int] = (640, 4
         canvas = np.zeros((h, w, 3), np.uint8)
         canvas[top:top + small.shape[0], left:left + small.shape[1]] = small
         out.append(canvas)
-    return write_y4m(out, target, fps)
+    return out
+
+
+def make_camera_clip(source: Path, target: Path, size: tuple[int, int] = (640, 480), fps: int = 30,
+                     every: int = 2) -> Path:
+    """A Y4M fake-camera clip of ``camera_frames``."""
+    return write_y4m(camera_frames(source, size, every), target, fps)
 
 
 # --------------------------------------------------------------------------------------------------

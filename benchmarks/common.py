@@ -18,6 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from export.model_card import cpu_name  # noqa: F401  (one copy, shared with the model card)
+
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -43,16 +45,6 @@ CLIPS = {
     "1080p": ("sports2d_demo.mp4", 1080),
     "1080p-portrait": ("pose2sim_balancing_cam01.mp4", None),
 }
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def load_average() -> list[float]:

@@ -21,7 +21,7 @@ LICENCE_NOTE = (
     "restriction: research and evaluation use; check the dataset terms before any commercial deployment.")
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -53,7 +53,7 @@ def render(model: PoseModel, rows: list[dict], report: dict, command: str) -> st
         f"- Exported as {info.precision.upper()} ONNX with its preprocessing, skeleton and provenance in the file's "
         "metadata (`rehab.*` keys); the runtime reads them and hard-codes none.",
         f"- Training data and recipe: see `train/configs/default_mnv2.yaml`; {len(rows)} epochs logged, "
-        f"{hours:.1f} h of training on {_cpu_name()} ({platform.machine()}, 2 threads, no GPU).",
+        f"{hours:.1f} h of training on {cpu_name()} ({platform.machine()}, 2 threads, no GPU).",
         f"- Best validation PCK@0.2 during training: {float(best['val_pck']):.1f} at epoch {best['epoch']} "
         "(300 LSP test images, whole image letterboxed).",
         "",

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import logging
 import math
-import os
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import rehab
+from rehab.batch import sha256_file  # noqa: F401  (one file hash for batch outputs and model provenance)
 from rehab.core.heatmaps import SUBPIXEL_SHIFT
 from rehab.core.skeleton import get_joint_set, joint_set_from_names
 from rehab.runtime.metadata import ModelInfo
@@ -22,16 +21,7 @@ from train.config import Config
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-_HASH_CHUNK_BYTES = 1 << 20
 _GIT_TIMEOUT_S = 5
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_HASH_CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _git(*args: str) -> str | None:

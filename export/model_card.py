@@ -122,8 +122,8 @@ def _peer_table(peer: dict, ours: dict) -> list[str]:
         lines.append(f"| {name} | {value:.1f} | {ci[0]:.1f}-{ci[1]:.1f} | {found}/1000 | "
                      f"{f'{ms:.1f}' if ms is not None else '-'} |")
     when = peer.get("machine", {}).get("date_utc", "")
-    lines += ["", f"MediaPipe rows: `{peer.get('command', 'benchmarks/bench_peer.py')}` ({when}), same 1000 "
-                  "images and protocol (`rehab.evaluation`); a person MediaPipe misses counts as all wrong."]
+    lines += ["", (f"MediaPipe rows: `{peer.get('command', 'benchmarks/bench_peer.py')}` ({when}), same 1000 "
+                  "images and protocol (`rehab.evaluation`); a person MediaPipe misses counts as all wrong.")]
     return lines
 
 
@@ -141,11 +141,11 @@ def render(model: PoseModel, main: list[dict], finetune: list[dict], report: dic
         "",
         START,
         "",
-        f"- Network: Simple Baselines, backbone `{info.backbone}`, input {info.input_size[0]}x{info.input_size[1]} "
+        (f"- Network: Simple Baselines, backbone `{info.backbone}`, input {info.input_size[0]}x{info.input_size[1]} "
         f"RGB, heatmaps {info.heatmap_size[0]}x{info.heatmap_size[1]}, {info.num_joints} joints "
-        f"({', '.join(info.joint_names)}).",
-        f"- Exported as {info.precision.upper()} ONNX with its preprocessing, skeleton and provenance in the file's "
-        "metadata (`rehab.*` keys); the runtime reads them and hard-codes none.",
+        f"({', '.join(info.joint_names)})."),
+        (f"- Exported as {info.precision.upper()} ONNX with its preprocessing, skeleton and provenance in the file's "
+        "metadata (`rehab.*` keys); the runtime reads them and hard-codes none."),
         f"- Recipe: `train/configs/default_mnv2.yaml` ({len(main)} epochs of LSPET 10,000 + LSP train 1,000, strong "
         "augmentation, Adam 1e-3 with x0.1 steps)" + (
             f", then `train/configs/default_mnv2_finetune.yaml` ({len(finetune)} epochs on LSP train alone at a "
@@ -169,9 +169,9 @@ def render(model: PoseModel, main: list[dict], finetune: list[dict], report: dic
         f"| latency per crop, ONNX Runtime FP32, 2 threads <= {TARGET_LATENCY_MS:g} ms | "
         + (f"{lat['median']:.1f} ms (`PoseModel.predict`, median) | {_verdict(lat['median'] <= TARGET_LATENCY_MS)} |"
            if lat else "not measured | - |"),
-        f"| knee and elbow angle error, median <= {TARGET_ANGLE_DEG:g} deg | knee "
+        (f"| knee and elbow angle error, median <= {TARGET_ANGLE_DEG:g} deg | knee "
         f"{angles['knee']['median_abs_deg']:.1f}, elbow {angles['elbow']['median_abs_deg']:.1f} deg | "
-        f"{_verdict(worst_angle <= TARGET_ANGLE_DEG)} |",
+        f"{_verdict(worst_angle <= TARGET_ANGLE_DEG)} |"),
         "",
         f"## LSP test ({report['num_images']} images, whole image as input)",
         "",
@@ -179,9 +179,9 @@ def render(model: PoseModel, main: list[dict], finetune: list[dict], report: dic
         "",
         f"    {command}",
         "",
-        f"PCK@{pck['alpha']} over the 12 limb joints (torso = annotated left shoulder to right hip, occluded joints "
+        (f"PCK@{pck['alpha']} over the 12 limb joints (torso = annotated left shoulder to right hip, occluded joints "
         f"included): **{pck['mean']:.1f}** (95% bootstrap CI {pck['ci95'][0]:.1f}-{pck['ci95'][1]:.1f}). "
-        f"PCKh@{report['pckh']['alpha']} (head segment neck to head top): {report['pckh']['mean']:.1f}.",
+        f"PCKh@{report['pckh']['alpha']} (head segment neck to head top): {report['pckh']['mean']:.1f}."),
         "",
     ]
     lines += _pck_table(report, flip)
@@ -190,9 +190,9 @@ def render(model: PoseModel, main: list[dict], finetune: list[dict], report: dic
     for group, err in angles.items():
         lines.append(f"| {group} | {err['median_abs_deg']:.1f} deg | {err['mean_abs_deg']:.1f} deg | {err['count']} |")
     if lat:
-        lines += ["", f"Latency of `PoseModel.predict` per image (preprocessing + ONNX Runtime + decoding, "
+        lines += ["", (f"Latency of `PoseModel.predict` per image (preprocessing + ONNX Runtime + decoding, "
                       f"{', '.join(report['model']['providers'])}): median {lat['median']:.1f} ms, "
-                      f"p90 {lat['p90']:.1f} ms, measured in the same run."]
+                      f"p90 {lat['p90']:.1f} ms, measured in the same run.")]
         if flip and flip.get("latency_ms"):
             lines[-1] += f" With the flip test: median {flip['latency_ms']['median']:.1f} ms."
     if peer:
@@ -206,7 +206,7 @@ def merge(existing: str, generated: str) -> str:
     """Replace the generated block of ``existing`` (title line included) and keep the rest."""
     if START not in existing or END not in existing:
         return generated + "\n"
-    head, _, rest = existing.partition(START)
+    _head, _, rest = existing.partition(START)
     _, _, tail = rest.partition(END)
     title, _, body = generated.partition(START)
     return title + START + body.split(END)[0] + END + tail

@@ -25,6 +25,8 @@ _STRIDE_TOLERANCE = 1e-6
 
 # Field name -> how it is stored: "str" as is, "json" JSON-encoded.
 _STRING_FIELDS = ("name", "channel_order", "backbone", "source_sha256", "exported_at", "code_version", "precision")
+# Fields added to schema 1 later, with a default: files written before them lack the key and still load.
+_OPTIONAL_FIELDS = ("graph_rewrites",)
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,9 @@ class ModelInfo:
     NCHW float32. Output: heatmaps (N, K, H, W) with ``heatmap_size`` (w, h) = input size / ``heatmap_stride``.
     ``flip_pairs`` are joint index pairs (left, right) that swap under a horizontal flip.
     ``training`` summarises the data and recipe, ``metrics`` the evaluation (both free-form JSON objects);
-    ``variant`` holds what a reduced-precision variant measured against FP32 (e.g. PCK drift).
+    ``variant`` holds what a reduced-precision variant measured against FP32 (e.g. PCK drift);
+    ``graph_rewrites`` the export's graph passes that were applied (name -> what they changed, e.g.
+    ``subpixel_deconv``: deconvolutions in sub-pixel form), empty for files exported without any.
     """
 
     name: str
@@ -62,6 +66,7 @@ class ModelInfo:
     precision: str = "fp32"
     variant: Mapping[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    graph_rewrites: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         k = len(self.joint_names)
@@ -148,7 +153,8 @@ def _tuple_of(value: Any, key: str, source: str, depth: int = 1) -> tuple:
 
 def from_metadata_props(props: Mapping[str, str], source: str = "<model>") -> ModelInfo:
     """Parse and validate the rehab metadata of the model at ``source`` (a path, for messages)."""
-    missing = [KEY_PREFIX + f.name for f in fields(ModelInfo) if KEY_PREFIX + f.name not in props]
+    missing = [KEY_PREFIX + f.name for f in fields(ModelInfo)
+               if KEY_PREFIX + f.name not in props and f.name not in _OPTIONAL_FIELDS]
     if missing:
         raise ValueError(f"model {source} has no rehab metadata (key {missing[0]}"
                          f"{f' and {len(missing) - 1} more' if len(missing) > 1 else ''}); "
@@ -156,6 +162,8 @@ def from_metadata_props(props: Mapping[str, str], source: str = "<model>") -> Mo
     values: dict[str, Any] = {}
     for f in fields(ModelInfo):
         key = KEY_PREFIX + f.name
+        if key not in props:
+            continue  # an optional field (see _OPTIONAL_FIELDS): its default applies
         raw = props[key]
         if f.name in _STRING_FIELDS:
             values[f.name] = raw
@@ -176,8 +184,8 @@ def from_metadata_props(props: Mapping[str, str], source: str = "<model>") -> Mo
         values["flip_pairs"] = _tuple_of(values["flip_pairs"], "flip_pairs", source, depth=2)
         for name in ("input_size", "heatmap_size", "mean", "std"):
             values[name] = _tuple_of(values[name], name, source)
-        for name in ("training", "metrics", "variant"):
-            if not isinstance(values[name], dict):
+        for name in ("training", "metrics", "variant", "graph_rewrites"):
+            if name in values and not isinstance(values[name], dict):
                 raise ValueError(f"model {source}: metadata {KEY_PREFIX}{name} must be a JSON object")
         return ModelInfo(**values)
     except (TypeError, ValueError) as exc:

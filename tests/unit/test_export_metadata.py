@@ -82,3 +82,16 @@ def test_model_info_validates(changes, match):
 def test_lsp_joint_set_fits():
     info = make_info(joint_names=LSP14.joints, limbs=LSP14.limbs, flip_pairs=LSP14.flip_pairs)
     assert info.num_joints == 14
+
+
+def test_graph_rewrites_round_trip_and_older_files_without_the_key_load():
+    rewrites = {"subpixel_deconv": {"deconvolutions": 3, "pointwise_fused": 1}}
+    props = to_metadata_props(make_info(graph_rewrites=rewrites))
+    assert json.loads(props["rehab.graph_rewrites"]) == rewrites
+    assert from_metadata_props(props, "x.onnx").graph_rewrites == rewrites
+    # A file exported before the key existed (same schema version) loads, with no rewrites recorded.
+    older = {k: v for k, v in props.items() if k != "rehab.graph_rewrites"}
+    info = from_metadata_props(older, "old.onnx")
+    assert info.graph_rewrites == {} and info == make_info()
+    with pytest.raises(ValueError, match="graph_rewrites must be a JSON object"):
+        from_metadata_props(dict(props, **{"rehab.graph_rewrites": "[1]"}), "m.onnx")

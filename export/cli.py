@@ -56,6 +56,10 @@ def export(
     calibration_images: int = typer.Option(DEFAULT_CALIBRATION_IMAGES, help="LSP train images for INT8 calibration."),
     max_int8_drop: float = typer.Option(MAX_INT8_PCK_DROP, help="Refuse an INT8 file losing more PCK@0.2 points than this."),
     force: bool = typer.Option(False, "--force", help="Write the INT8 file even when it loses more than allowed."),
+    subpixel: bool = typer.Option(True, "--subpixel/--no-subpixel",
+                                  help="Rewrite the stride-2 4x4 deconvolutions as 2x2 Convs + DepthToSpace in every "
+                                       "written file (same maths, checked on random inputs; faster, and INT8 can "
+                                       "then quantise them). Recorded in the metadata (rehab.graph_rewrites)."),
     eval_flip_test: bool = typer.Option(False, "--eval-flip-test", help="Evaluate PCK with flip test."),
     metrics: Optional[Path] = typer.Option(None, help="JSON file of evaluation metrics to store in the metadata."),
     name: str = typer.Option("", help="Model name stored in the metadata (default: backbone_WxH_joints)."),
@@ -67,7 +71,7 @@ def export(
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     options = ExportOptions(opset=opset, verify_images=verify_images, eval_images=eval_images, fp16=fp16, int8=int8,
                             calibration_images=calibration_images, max_int8_drop=max_int8_drop, force=force,
-                            eval_flip_test=eval_flip_test, threads=threads, progress=progress)
+                            subpixel=subpixel, eval_flip_test=eval_flip_test, threads=threads, progress=progress)
     try:
         result = export_checkpoint(checkpoint, output, data_root, options, metrics=_read_metrics(metrics), name=name)
     except DriftError as exc:

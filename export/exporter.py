@@ -1,9 +1,12 @@
 """Checkpoint -> verified, self-describing ONNX file, plus optional FP16 and INT8 variants.
 
-Steps: export (dynamo, dynamic batch) -> write with metadata -> run ONNX Runtime and torch on real LSP images
-and fail unless they agree within the tolerances of export.verify -> PCK@0.2 of the file on held-out LSP test
-images -> variants, each evaluated the same way; its PCK drift against FP32 is printed and stored in its
-metadata, and an INT8 file that loses more than ``max_int8_drop`` points is not written unless forced.
+Steps: export (dynamo, dynamic batch) -> unless ``subpixel`` is off, rewrite the stride-2 deconvolutions in
+sub-pixel form (export.subpixel: same maths, faster, and quantisable; checked against the original graph on
+random inputs, recorded in the metadata's ``graph_rewrites``) -> write with metadata -> run ONNX Runtime and
+torch on real LSP images and fail unless they agree within the tolerances of export.verify -> PCK@0.2 of the
+file on held-out LSP test images -> variants (made from the written, rewritten file), each evaluated the same
+way; its PCK drift against FP32 is printed and stored in its metadata, and an INT8 file that loses more than
+``max_int8_drop`` points is not written unless forced.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import torch
 from export.describe import info_from_config, sha256_file
 from export.evaluate import PCKSummary, lsp_pck, lsp_records, network_inputs
 from export.onnx_export import DEFAULT_OPSET, attach_metadata, save_single_file, set_file_metadata, torch_to_onnx
+from export.subpixel import rewrite_with_report
 from export.variants import KEEP_FLOAT_OPS, convert_fp16, quantize_int8
 from export.verify import (
     FP16_HEATMAP_TOLERANCE,
@@ -64,6 +68,8 @@ class ExportOptions:
     calibration_images: int = DEFAULT_CALIBRATION_IMAGES
     max_int8_drop: float = MAX_INT8_PCK_DROP
     force: bool = False
+    # Stride-2 4x4 deconvolutions as Convs + DepthToSpace (export.subpixel) in every written file.
+    subpixel: bool = True
     eval_flip_test: bool = False
     threads: int = 2  # ONNX Runtime and torch threads for verification and evaluation
     progress: bool = True
@@ -158,9 +164,14 @@ def export_model(model: torch.nn.Module, info: ModelInfo, output: str | os.PathL
     if (options.fp16 or options.int8) and options.eval_images < 1:
         raise ValueError("FP16/INT8 variants need eval_images >= 1 to measure their PCK drift")
     torch.set_num_threads(options.threads)
-    info = info.replace(precision="fp32", variant={})
 
     proto = torch_to_onnx(model, info.input_size, options.opset)
+    rewrites: dict[str, Any] = {}
+    if options.subpixel:
+        # Before the verification against torch, so that what is verified (and quantised) is what is written.
+        proto, report = rewrite_with_report(proto)
+        rewrites["subpixel_deconv"] = report.to_dict()
+    info = info.replace(precision="fp32", variant={}, graph_rewrites=rewrites)
     attach_metadata(proto, info)
     save_single_file(proto, output)
     try:

@@ -90,7 +90,10 @@ def test_onnx_runtime_matches_torch_on_real_images(trained, tmp_path: Path, shar
     proto = onnx.load(str(out))
     assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
     ops = {n.op_type for n in proto.graph.node}
-    assert "ConvTranspose" in ops and not ops & {"BatchNormalization", "Identity"}
+    assert not ops & {"BatchNormalization", "Identity"}
+    # The deconvolutions are in sub-pixel form by default (export.subpixel), recorded in the metadata.
+    assert "ConvTranspose" not in ops and "DepthToSpace" in ops
+    assert result.info.graph_rewrites["subpixel_deconv"]["deconvolutions"] == cfg.model.deconv_layers
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch
 
     # Independently of export's own check: the public API on real images against torch + the same decoding.
@@ -113,7 +116,7 @@ def test_onnx_runtime_matches_torch_on_real_images(trained, tmp_path: Path, shar
     opts.optimized_model_filepath = str(tmp_path / "optimised.onnx")
     ort.InferenceSession(str(out), opts, providers=["CPUExecutionProvider"])
     optimised = {n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node}
-    assert optimised <= {"Conv", "FusedConv", "ConvTranspose", "Clip", "Relu", "Add"}, optimised
+    assert optimised <= {"Conv", "FusedConv", "Clip", "Relu", "Add", "Concat", "DepthToSpace"}, optimised
 
 
 def test_metadata_round_trip_via_checkpoint_and_cli(trained, tmp_path: Path, shared_dir: Path):
@@ -144,6 +147,7 @@ def test_metadata_round_trip_via_checkpoint_and_cli(trained, tmp_path: Path, sha
     assert dt.datetime.fromisoformat(info.exported_at).tzinfo is not None
     assert info.variant["verified_against_torch"]["images"] == 4
     assert info.variant["eval"]["images"] == 16 and 0 <= info.variant["eval"]["pck@0.2"] <= 100
+    assert info.graph_rewrites["subpixel_deconv"]["deconvolutions"] == cfg.model.deconv_layers  # on by default
 
     missing = CliRunner().invoke(app, [str(tmp_path / "nope.pt"), "--data-root", str(shared_dir)])
     assert missing.exit_code == 1 and "checkpoint not found" in missing.output
@@ -161,16 +165,16 @@ def test_int8_export_of_trained_model_reports_drift(trained, tmp_path: Path, sha
     assert np.isfinite(int8.drift_pp) and int8.drift_pp == pytest.approx(int8.pck - result.fp32.pck)
     assert "int8" in result.table() and f"{int8.drift_pp:+.2f}" in result.table()
     path = variant_path(out, "int8")
-    # int8 backbone weights, float deconvolution head: clearly smaller, though not the 4x of a fully int8 file.
-    assert int8.path == path and path.stat().st_size < 0.75 * out.stat().st_size
+    # The deconvolutions are quantised too (sub-pixel form): every weight is int8, the file about 4x smaller.
+    assert int8.path == path and path.stat().st_size < 0.4 * out.stat().st_size
     proto = onnx.load(str(path))
     ops = [n.op_type for n in proto.graph.node]
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
-    # Transposed convolutions stay float: their weights are float initializers, not dequantised int8.
+    assert "ConvTranspose" not in ops and "DepthToSpace" in ops
     floats = {i.name for i in proto.graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
-    deconvs = [n for n in proto.graph.node if n.op_type == "ConvTranspose"]
-    assert len(deconvs) == cfg.model.deconv_layers and all(n.input[1] in floats for n in deconvs)
+    assert all(n.input[1] not in floats for n in proto.graph.node if n.op_type == "Conv")
     info = PoseModel.load(path, providers="cpu", threads=THREADS).info
+    assert info.graph_rewrites["subpixel_deconv"]["deconvolutions"] == cfg.model.deconv_layers
     assert info.precision == "int8" and info.joint_names == LSP14.joints
     assert info.variant["drift_pp"] == pytest.approx(int8.drift_pp)
     assert info.variant["pck_fp32"] == pytest.approx(result.fp32.pck)

@@ -278,7 +278,7 @@ def main() -> None:
                         help="the default model's FP32 .onnx (default: rehab/models/default.onnx)")
     parser.add_argument("--default-checkpoint", default=None, help="export the default model from this checkpoint instead")
     parser.add_argument("--subpixel", action="store_true",
-                        help="also time both variants with the deconvolutions in sub-pixel form (subpixel_deconv.py)")
+                        help="also time both variants with the deconvolutions in sub-pixel form (export.subpixel; the same files when the model was exported so)")
     parser.add_argument("--prepare-only", action="store_true", help="export and quantise, then stop (no timing)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args()

@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", type=Path, default=None, help="ONNX model (default: the embedded default model)")
     p.add_argument("--variant", choices=VARIANTS, default="fp32",
                    help="a variant of --model made as bench_inference.py makes it (int8: `rehab export --int8`'s "
-                        "quantisation; *_subpixel: deconvolutions rewritten by subpixel_deconv.py)")
+                        "quantisation; *_subpixel: deconvolutions rewritten by export.subpixel, the same file when already rewritten)")
     p.add_argument("--frames", type=int, default=None,
                    help="frames to time after the warm-up (default: the rest of the clip; more loops the clip)")
     p.add_argument("--warmup", type=int, default=5)

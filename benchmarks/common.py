@@ -184,18 +184,29 @@ def int8_variant(fp32_path: str | os.PathLike[str], work_dir: Path = WORK_DIR,
 
 
 def subpixel_variant(fp32_path: str | os.PathLike[str], work_dir: Path = WORK_DIR) -> Path:
-    """The model with its stride-2 deconvolutions in sub-pixel form (benchmarks/subpixel_deconv.py), cached by hash."""
+    """The model with its stride-2 deconvolutions in sub-pixel form (export.subpixel, as `rehab export` writes
+    it by default), cached by hash; a file with none left to rewrite (exported so already) is its own variant."""
     import onnx
 
-    from benchmarks.subpixel_deconv import rewrite
+    from export.onnx_export import attach_metadata, save_single_file
+    from export.subpixel import count_rewritable, rewrite_with_report
+    from rehab.runtime.metadata import from_metadata_props
 
     fp32_path = Path(fp32_path)
+    model = onnx.load(str(fp32_path))
+    if count_rewritable(model) == 0:
+        logger.info("%s: no ConvTranspose left to rewrite; it is its own sub-pixel variant", fp32_path)
+        return fp32_path
     out = work_dir / "models" / f"{fp32_path.stem}.{sha256_file(fp32_path)[:16]}.subpixel.onnx"
     if not out.is_file():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        model, count = rewrite(onnx.load(str(fp32_path)))
-        tmp = out.with_name(out.name + ".tmp")
-        onnx.save(model, str(tmp))
-        os.replace(tmp, out)
-        logger.info("%s: %d ConvTranspose node(s) in sub-pixel form -> %s", fp32_path, count, out)
+        rewritten, report = rewrite_with_report(model)  # checked against the original on random inputs
+        try:
+            info = from_metadata_props({p.key: p.value for p in rewritten.metadata_props}, str(fp32_path))
+        except ValueError:
+            info = None  # not a rehab export: no metadata to extend
+        if info is not None:
+            attach_metadata(rewritten, info.replace(graph_rewrites={**info.graph_rewrites,
+                                                                    "subpixel_deconv": report.to_dict()}))
+        save_single_file(rewritten, out)
+        logger.info("%s: %d ConvTranspose node(s) in sub-pixel form -> %s", fp32_path, report.deconvolutions, out)
     return out

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import threading
 from pathlib import Path
 
 import av
@@ -9,11 +12,13 @@ import numpy as np
 import pytest
 
 from rehab.runtime.video import (
+    PREFETCH_THREAD_NAME,
     VideoError,
     VideoNotFoundError,
     VideoReader,
     VideoWriter,
     as_bgr_frame,
+    prefetch,
     probe_video,
     read_frames,
     rotate_upright,
@@ -194,3 +199,100 @@ def test_real_clips_h264_and_vp9(shared_dir, require_data):
         frames = list(read_frames(path, every=25, max_side_px=480))
         assert len(frames) == 4 and frames[0][0].shape == (480, 270, 3)
         assert [round(t, 3) for _, t in frames] == [0.0, 0.417, 0.833, 1.25]
+
+
+def prefetch_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == PREFETCH_THREAD_NAME and t.is_alive()]
+
+
+def noisy_clip(path: Path, frames: int = 60) -> Path:
+    """An H.264 clip whose frames differ (noise defeats the encoder's skipping), so truncation loses frames."""
+    with VideoWriter(path, fps=30) as writer:
+        for i in range(frames):
+            writer.write(marker_frame(i) + np.random.default_rng(i).integers(0, 30, (64, 96, 3), dtype=np.uint8))
+    return path
+
+
+@pytest.mark.parametrize("codec, suffix, pix_fmt", [("libx264", ".mp4", "yuv420p"), ("mjpeg", ".avi", "yuvj420p")])
+def test_prefetched_frames_are_identical(tmp_path, codec, suffix, pix_fmt):
+    path = encode(tmp_path / f"clip{suffix}", codec, [marker_frame(i) for i in range(20)], pix_fmt=pix_fmt)
+    with VideoReader(path) as reader:
+        direct = list(reader)
+    with VideoReader(path) as reader:
+        ahead = list(prefetch(reader, depth=3))
+    assert len(ahead) == len(direct) == 20
+    for (a, ta), (b, tb) in zip(direct, ahead):
+        assert ta == tb and a.dtype == b.dtype and np.array_equal(a, b)
+    assert not prefetch_threads()  # ended with the source
+
+
+def test_stopping_early_joins_the_reader_thread(tmp_path):
+    path = noisy_clip(tmp_path / "clip.mp4", frames=40)
+    before = len(prefetch_threads())
+    with VideoReader(path) as reader:
+        frames = prefetch(reader, depth=2)
+        assert not prefetch_threads()  # nothing starts before the first frame is asked for
+        for _ in range(3):
+            next(frames)
+        assert len(prefetch_threads()) == before + 1
+        frames.close()
+        assert not prefetch_threads()  # joined by close(), before the reader is closed
+
+    # The batch idiom: a break (or an exception) inside ``with contextlib.closing(...)``.
+    with VideoReader(path) as reader, contextlib.closing(prefetch(reader)) as frames:
+        for i, _ in enumerate(frames):
+            if i == 5:
+                break
+    assert not prefetch_threads()
+
+    # Dropped without close(): the generator's finaliser stops the thread too.
+    with VideoReader(path) as reader:
+        frames = prefetch(reader, depth=2)
+        next(frames)
+        del frames
+        gc.collect()
+        assert not prefetch_threads()
+
+
+def test_truncated_file_raises_the_same_error_in_the_consumer(tmp_path):
+    data = noisy_clip(tmp_path / "full.mp4").read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+
+    def frames_until_error(wrap) -> tuple[int, VideoError]:
+        seen = 0
+        with pytest.raises(VideoError, match="truncated") as err, VideoReader(cut) as reader:
+            for _ in wrap(reader):
+                seen += 1
+        return seen, err.value
+
+    plain, plain_error = frames_until_error(iter)
+    consumer = threading.current_thread()
+    raised_in: list[threading.Thread] = []
+
+    def wrap(reader):
+        for item in prefetch(reader, depth=4):
+            raised_in.append(threading.current_thread())
+            yield item
+
+    ahead, ahead_error = frames_until_error(wrap)
+    assert 0 < ahead == plain < 60  # every readable frame first, then the error
+    assert type(ahead_error) is type(plain_error) and str(ahead_error) == str(plain_error)
+    assert set(raised_in) == {consumer}
+    assert not prefetch_threads()
+
+
+def test_prefetch_passes_on_any_source_error_after_its_items():
+    def source():
+        yield 1
+        yield 2
+        raise KeyError("decoder broke")
+
+    items = prefetch(source(), depth=1)
+    assert next(items) == 1 and next(items) == 2
+    with pytest.raises(KeyError, match="decoder broke"):
+        next(items)
+    assert not prefetch_threads()
+    assert list(prefetch(iter(range(10)), depth=3)) == list(range(10))
+    with pytest.raises(ValueError, match="depth"):
+        prefetch([], depth=0)

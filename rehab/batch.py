@@ -406,14 +406,23 @@ class _Analysis:
 
 
 def _analyse(source: Path, staging: Path, model: "PoseModel", options: BatchOptions, threads: int,
-             progress: ProgressCallback | None, should_stop: Callable[[], bool] | None) -> _Analysis:
-    """Run the pipeline over ``source``: annotated video into ``staging``, rows, summary and a snapshot."""
+             progress: ProgressCallback | None, should_stop: Callable[[], bool] | None,
+             prefetch_frames: int | None = None) -> _Analysis:
+    """Run the pipeline over ``source``: annotated video into ``staging``, rows, summary and a snapshot.
+
+    Frames are decoded on a reader thread ``prefetch_frames`` ahead (None: the default; 0: in this loop)."""
     import cv2
     import pandas as pd
 
     from rehab.core.angles import ANGLES
     from rehab.pipeline import STAGES, Pipeline
-    from rehab.runtime.video import VideoReader, VideoWriter, resize_to_fit
+    from rehab.runtime.video import (
+        DEFAULT_PREFETCH_FRAMES,
+        VideoReader,
+        VideoWriter,
+        prefetch,
+        resize_to_fit,
+    )
 
     t_start = time.perf_counter()
     pipeline = Pipeline(model, options.settings, options.exercise)
@@ -428,8 +437,11 @@ def _analyse(source: Path, staging: Path, model: "PoseModel", options: BatchOpti
         snapshot_at = expected // 2
         if progress is not None:
             progress(0, expected)
-        with VideoWriter(staging / VIDEO_FILE, fps=info.fps / options.stride, threads=threads) as writer:
-            for i, (frame, t_s) in enumerate(reader):
+        depth = DEFAULT_PREFETCH_FRAMES if prefetch_frames is None else prefetch_frames
+        # The reader thread is stopped (closing) before the writer and the reader close.
+        with VideoWriter(staging / VIDEO_FILE, fps=info.fps / options.stride, threads=threads) as writer, \
+                contextlib.closing(prefetch(reader, depth) if depth > 0 else iter(reader)) as decoded:
+            for i, (frame, t_s) in enumerate(decoded):
                 if options.max_seconds is not None and t_s >= options.max_seconds:
                     break
                 if i % options.stride:
@@ -548,11 +560,13 @@ def staging_dir(output_dir: Path) -> Path:
 def process_video(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], model: "PoseModel",
                   options: BatchOptions | None = None, progress: ProgressCallback | None = None, *,
                   model_sha256: str | None = None, source_sha256: str | None = None, threads: int | None = None,
-                  should_stop: Callable[[], bool] | None = None) -> VideoResult:
+                  should_stop: Callable[[], bool] | None = None, prefetch_frames: int | None = None) -> VideoResult:
     """Process one video into ``output_dir`` (created complete, or not at all). Raises on failure:
     VideoError for unreadable video, OutputFolderError / OSError when the outputs cannot be written, Cancelled
     when ``should_stop()`` returns True (asked every few frames). ``progress(done, expected)`` is called every
-    few frames; the checksums are computed here unless given; ``threads`` is for the video encoder."""
+    few frames; the checksums are computed here unless given; ``threads`` is for the video encoder. Frames are
+    decoded on a reader thread up to ``prefetch_frames`` ahead of the pipeline (None: rehab.runtime.video's
+    DEFAULT_PREFETCH_FRAMES; 0: decoded in the loop); the outputs are the same either way."""
     from rehab.report import write_html, write_pdf
 
     options = options or BatchOptions()
@@ -567,7 +581,7 @@ def process_video(source: str | os.PathLike[str], output_dir: str | os.PathLike[
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
     try:
-        analysis = _analyse(source, staging, model, options, threads, progress, should_stop)
+        analysis = _analyse(source, staging, model, options, threads, progress, should_stop, prefetch_frames)
         summary = analysis.summary
         summary["name"] = output_dir.name
         summary["source"]["sha256"] = source_sha256

@@ -21,11 +21,9 @@ load: the load average is printed and stored; compare ratios from one run.
 from __future__ import annotations
 
 import argparse
-import queue
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -49,8 +47,6 @@ from benchmarks.common import (
 
 FACE_DETECTOR_MODES = ("background", "sync", "off")
 VARIANTS = ("fp32", "int8", "fp32_subpixel", "int8_subpixel")
-# Decoded frames a --prefetch reader thread may hold ahead of the pipeline.
-PREFETCH_FRAMES = 4
 # The live page's recorder (rehab/app/live_session.py): a constant 15 fps video, x264 on one thread, each
 # processed frame written as often as the recording clock needs it (skipped when the camera is faster).
 LIVE_RECORD_FPS = 15.0
@@ -84,7 +80,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"record as the live page does: {LIVE_RECORD_FPS:g} fps by the frames' timestamps, x264 on "
                         f"{LIVE_RECORD_THREADS} thread")
     p.add_argument("--prefetch", action="store_true",
-                   help="decode on a reader thread, overlapping the pipeline (decode ms is then the wait for a frame)")
+                   help="decode on a reader thread (rehab.runtime.video.prefetch, as batch processing does), "
+                        "overlapping the pipeline (decode ms is then the wait for a frame)")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     return p.parse_args(argv)
 
@@ -120,32 +117,22 @@ def frames_forever(clip: Path):
         offset += last_t + frame_s
 
 
-def prefetched(source, depth: int = PREFETCH_FRAMES):
-    """``source``'s items produced on a reader thread; the decode time becomes the time spent waiting."""
-    items: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+def prefetched(source, depth: int | None = None):
+    """``source``'s items decoded on the runtime's reader thread (rehab.runtime.video.prefetch, what batch
+    processing uses); the decode time becomes the time spent waiting for a frame."""
+    from rehab.runtime.video import DEFAULT_PREFETCH_FRAMES, prefetch
 
-    def produce() -> None:
-        for item in source:
-            while not stop.is_set():
-                try:
-                    items.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if stop.is_set():
-                return
-
-    thread = threading.Thread(target=produce, name="bench-decode", daemon=True)
-    thread.start()
+    items = prefetch(source, DEFAULT_PREFETCH_FRAMES if depth is None else depth)
     try:
         while True:
             t0 = time.perf_counter()
-            frame, t, _ = items.get()
+            try:
+                frame, t, _ = next(items)
+            except StopIteration:
+                return
             yield frame, t, (time.perf_counter() - t0) * 1e3
     finally:
-        stop.set()
-        thread.join(timeout=5)
+        items.close()
 
 
 def model_path(args: argparse.Namespace) -> Path:

@@ -115,6 +115,26 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Config) -> torch.opti
                                                 gamma=cfg.optim.lr_factor)
 
 
+def scheduled_lr(cfg: Config, epoch: int) -> float:
+    """The multistep schedule's LR for (0-based) ``epoch``: x lr_factor at every milestone reached."""
+    passed = sum(1 for m in cfg.optim.scaled_milestones if m <= epoch)
+    return cfg.optim.lr * cfg.optim.lr_factor ** passed
+
+
+def set_scheduled_lr(optimizer: torch.optim.Optimizer, scheduler, cfg: Config, epoch: int) -> None:
+    """Put the optimiser (and the scheduler's record of it) at the schedule's LR for ``epoch``."""
+    lr = scheduled_lr(cfg, epoch)
+    current = optimizer.param_groups[0]["lr"]
+    if not math.isclose(current, lr, rel_tol=1e-9):
+        logger.info("LR %g -> %g for epoch %d (schedule: %g x %g at epochs %s)", current, lr, epoch + 1,
+                    cfg.optim.lr, cfg.optim.lr_factor, cfg.optim.scaled_milestones)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+        group["initial_lr"] = cfg.optim.lr
+    scheduler.base_lrs = [cfg.optim.lr] * len(optimizer.param_groups)
+    scheduler._last_lr = [lr] * len(optimizer.param_groups)
+
+
 def _loader(dataset, batch_size: int, shuffle: bool, cfg: Config, info: DistInfo, drop_last: bool) -> tuple[DataLoader, DistributedSampler]:
     # One sampler type for single- and multi-process runs: its order depends only on (seed, epoch).
     sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=shuffle,
@@ -315,11 +335,13 @@ def _fit(cfg: Config, run_dir: Path, device: torch.device, info: DistInfo, ckpt:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
-        # The epoch count may have been raised on resume; milestones follow the resolved config.
-        scheduler.milestones = Counter(cfg.optim.scaled_milestones)
         scaler.load_state_dict(ckpt["scaler"])
         set_rng_states(ckpt["rng"])
         start_epoch, best_metric = int(ckpt["epoch"]) + 1, float(ckpt["best_metric"])
+        # The epoch count or the milestones may have changed on resume; the schedule follows the resolved
+        # config, including a milestone moved to (or before) the epoch the run resumes at.
+        scheduler.milestones = Counter(cfg.optim.scaled_milestones)
+        set_scheduled_lr(optimizer, scheduler, cfg, start_epoch)
         logger.info("resumed after epoch %d (best metric %.3f)", start_epoch, best_metric)
     if info.enabled:
         model = DistributedDataParallel(model, device_ids=[info.local_rank] if device.type == "cuda" else None)

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 import torch
+import typer
 
 from train.config import data_root, load_config, resolve
 from train.dataset import build_train_dataset
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = load_config(args.config, args.overrides)
     r = measure(cfg, steps=args.steps)
     resolved = resolve(cfg)
-    print(f"{resolved.model.backbone} {resolved.model.input_size[0]}x{resolved.model.input_size[1]} batch {r.batch_size} "
+    typer.echo(f"{resolved.model.backbone} {resolved.model.input_size[0]}x{resolved.model.input_size[1]} batch {r.batch_size} "
           f"threads {resolved.train.threads} bf16 {resolved.train.cpu_bf16} channels_last {resolved.train.channels_last}: "
           f"step {r.step_seconds:.2f} s = {r.images_per_s:.1f} img/s; data {r.data_seconds_per_batch:.3f} s per batch "
           f"({100 * r.data_fraction:.1f}% of data + step)")

@@ -7,7 +7,7 @@ interleaved loop so that a change in machine load hits both alike. It also measu
 peak at each thread count (ONNX Runtime MatMul, torch, numpy without the OPENBLAS_CORETYPE cap; the best of
 them) to put each model's achieved GFLOP/s in proportion.
 
-    cd /work/main && PYTHONPATH=. /work/venv/bin/python benchmarks/bench_inference.py --threads 1 2 \
+    cd /work/main && PYTHONPATH=. .venv/bin/python benchmarks/bench_inference.py --threads 1 2 \
         --json benchmarks/results/inference.json
 
 Exported and quantised files are cached in out/benchmarks/models (keyed by the FP32 file's hash), so only the

@@ -25,7 +25,7 @@ from export.describe import info_from_config, sha256_file
 from export.evaluate import PCKSummary, lsp_pck, lsp_records, network_inputs
 from export.onnx_export import DEFAULT_OPSET, attach_metadata, save_single_file, set_file_metadata, torch_to_onnx
 from export.subpixel import rewrite_with_report
-from export.variants import KEEP_FLOAT_OPS, convert_fp16, quantize_int8
+from export.variants import convert_fp16, float_kept_ops, quantize_int8
 from export.verify import (
     FP16_HEATMAP_TOLERANCE,
     FP16_MIN_KEYPOINT_AGREEMENT,
@@ -257,7 +257,7 @@ def _export_int8(output: Path, info: ModelInfo, data_root, eval_records, fp32_su
             summary, fp32_summary, quantized_from=info.name, forced=forced, max_allowed_drop_pp=options.max_int8_drop,
             quantization={"method": "onnxruntime quantize_static", "format": "QDQ", "activations": "uint8",
                           "weights": "int8 per-channel", "calibration": "minmax",
-                          "float_ops": list(KEEP_FLOAT_OPS),
+                          "float_ops": float_kept_ops(output),
                           "calibration_set": "lsp train (im0001-im1000), whole image letterboxed",
                           "calibration_images": len(calib_records)})))
         os.replace(tmp, path)

@@ -35,6 +35,12 @@ _FP16_SUFFIX = "_fp16"
 CALIBRATION_BATCH = 8
 
 
+def float_kept_ops(fp32_path: str | os.PathLike[str]) -> list[str]:
+    """The op types of ``fp32_path`` that quantisation leaves in float (none once the deconvolutions are sub-pixel)."""
+    present = {n.op_type for n in onnx.load(str(fp32_path), load_external_data=False).graph.node}
+    return [op for op in KEEP_FLOAT_OPS if op in present]
+
+
 class VariantError(RuntimeError):
     """A variant could not be produced for this graph."""
 

@@ -179,6 +179,7 @@ def test_int8_export_of_trained_model_reports_drift(trained, tmp_path: Path, sha
     assert info.variant["drift_pp"] == pytest.approx(int8.drift_pp)
     assert info.variant["pck_fp32"] == pytest.approx(result.fp32.pck)
     assert info.variant["quantization"]["format"] == "QDQ" and info.variant["quantization"]["calibration_images"] == 32
+    assert info.variant["quantization"]["float_ops"] == []  # nothing stays in float in sub-pixel form
 
 
 # A limit no model can meet (a loss of at most -1000 points) makes the refusal certain.

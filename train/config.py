@@ -152,6 +152,9 @@ class TrainConfig:
     threads: int = 2  # torch intra-op threads (CPU)
     val_every: int = 1
     max_steps_per_epoch: int | None = None  # cap for smoke tests
+    # BatchNorm layers in eval mode while training: running statistics stay those of the checkpoint (their scale
+    # and shift still learn). For fine-tuning on a small set, where re-estimated statistics shift every layer.
+    freeze_bn: bool = False
     progress: bool = True
     tensorboard: bool = True  # used when the tensorboard package is installed
 

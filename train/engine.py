@@ -229,9 +229,18 @@ def load_weights(model: torch.nn.Module, checkpoint: str | os.PathLike[str]) -> 
     logger.info("model weights from %s", path)
 
 
+def set_train_mode(model: torch.nn.Module, freeze_bn: bool) -> None:
+    """``model.train()``; with ``freeze_bn`` its BatchNorm layers stay in eval mode (running statistics fixed)."""
+    model.train()
+    if freeze_bn:
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+
 def train_one_epoch(model, loader, optimizer, scaler, loss_fn, cfg: Config, device: torch.device, epoch: int,
                     info: DistInfo) -> EpochStats:
-    model.train()
+    set_train_mode(model, cfg.train.freeze_bn)
     total_loss, images, data_seconds = 0.0, 0, 0.0
     start = tick = time.perf_counter()
     cap = cfg.train.max_steps_per_epoch

@@ -152,7 +152,8 @@ def render(model: PoseModel, main: list[dict], finetune: list[dict], report: dic
             f"constant {float(finetune[0]['lr']):g})" if finetune else "") +
         f"; {hours:.1f} h of training on {cpu_name()} ({platform.machine()}, 2 threads, no GPU).",
         f"- Best validation PCK@0.2 of the mixed-domain step: {float(best['val_pck']):.1f} at epoch {best['epoch']}"
-        + (f"; after fine-tuning: {float(finetune[-1]['val_pck']):.1f}" if finetune else "")
+        + (f"; best of the fine-tuning (the checkpoint it keeps): {max(float(r['val_pck']) for r in finetune):.1f}"
+           if finetune else "")
         + " (300 LSP test images, whole image letterboxed; these 300 are also in the 1000 of the test below, so "
           "the checkpoint choice saw part of the test set).",
     ]

@@ -66,9 +66,10 @@ def plot_curves(main: list[dict], finetune: list[dict], out_png: Path) -> Path:
         ax1.plot(ep_ft, [float(r["val_pck"]) for r in finetune], "s-", ms=3, label="fine-tune on LSP train")
     lrs = [float(r["lr"]) for r in main]
     for i in range(1, n):
-        if lrs[i] < lrs[i - 1]:
+        if lrs[i] != lrs[i - 1]:  # decays and warm restarts
             ax1.axvline(ep_main[i] - 0.5, color="grey", ls=":", lw=1)
-            ax1.text(ep_main[i] - 0.4, ax1.get_ylim()[0] + 1, f"LR {lrs[i]:g}", fontsize=7, color="grey")
+            ax1.text(ep_main[i] - 0.3, ax1.get_ylim()[0] + 1, f"LR {lrs[i]:g}", fontsize=7, color="grey",
+                     rotation=90, va="bottom")
     ax1.axhline(TARGET_PCK, color="red", ls="--", lw=1, label=f"target {TARGET_PCK:g}")
     ax1.set(xlabel="epoch", ylabel="PCK@0.2 (%)", title="validation: 300 LSP test images, whole image")
     ax1.grid(alpha=0.3)

@@ -26,7 +26,7 @@ from rehab.core.angles import joint_angles
 from rehab.core.skeleton import JointSet, joint_set_from_names
 from rehab.runtime.anonymize import Anonymizer
 from rehab.runtime.draw import draw_frame
-from rehab.runtime.roi import RoiDecision, RoiTracker
+from rehab.runtime.roi import RoiDecision, RoiTracker, roi_from_pose
 from rehab.runtime.smoothing import PoseSmoother
 from rehab.runtime.video import as_bgr_frame
 from rehab.settings import RuntimeSettings
@@ -142,12 +142,18 @@ class Pipeline:
             clock[0] = now
 
         region: RoiDecision = self._roi.next_region((w, h))
+        used = region  # what the tracker is told: a refined bootstrap is still a bootstrap
         lap("roi")
 
         raw = self.model.predict(frame, bbox_xyxy=region.box_xyxy)
+        if region.bootstrap and s.roi.enabled and s.roi.refine_bootstrap:
+            refined = roi_from_pose(raw.keypoints_px, raw.scores, (w, h), s.roi, min_score)
+            if not refined.bootstrap:
+                raw = self.model.predict(frame, bbox_xyxy=refined.box_xyxy)
+                region = RoiDecision(refined.box_xyxy, f"{region.reason}, refined on its region")
         lap("pose")
 
-        self._roi.update(raw.keypoints_px, raw.scores, (w, h), used=region)
+        self._roi.update(raw.keypoints_px, raw.scores, (w, h), used=used)
         smoothed = self._smoother.update(raw.keypoints_px, raw.scores, timestamp_s, frame_height=h)
         reliable = smoothed.reliable
         found = int(reliable.sum()) >= s.roi.min_joints

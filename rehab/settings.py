@@ -61,6 +61,10 @@ class RoiSettings:
     # Re-bootstrap every this many frames anyway (0 = never), so a second, better-placed person or a
     # drift of the crop cannot lock the tracker onto a wrong region for ever.
     rebootstrap_every_frames: int = 0
+    # On a whole-frame (bootstrap) pass, run the model a second time on the region that pass found: a small
+    # person in a large frame is seen at a fraction of the model's resolution, and the smoother would carry
+    # that coarse first pose into the following frames.
+    refine_bootstrap: bool = True
 
     def __post_init__(self) -> None:
         _non_negative(self, "margin", "rebootstrap_every_frames")

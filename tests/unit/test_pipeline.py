@@ -109,7 +109,8 @@ def test_scripted_squats_flow_through_roi_smoothing_angles_and_reps():
     knee = knee * 2
     script = [angle_pose(knee_flexion=k, hip_flexion=k * 0.8) for k in knee]
     model = ScriptedModel(script)
-    settings = RuntimeSettings().with_overrides(anonymize={"face_detector": False})  # not under test here
+    # Not under test here: the face detector, and the second (refining) pass on bootstrap frames.
+    settings = RuntimeSettings().with_overrides(anonymize={"face_detector": False}, roi={"refine_bootstrap": False})
     pipe = Pipeline(model, settings, exercise=get_exercise("squat"))
     results = [pipe.process(frame(), i / 30) for i in range(len(script))]
     assert results[0].roi_xyxy is None and model.boxes[0] is None  # whole-frame bootstrap
@@ -129,7 +130,8 @@ def test_scripted_squats_flow_through_roi_smoothing_angles_and_reps():
 def test_low_scores_mean_no_person_and_whole_frame_blur():
     kp = angle_pose()
     model = ScriptedModel([kp, kp], [np.full(14, 0.05, np.float32), np.full(14, 0.9, np.float32)])
-    pipe = Pipeline(model, RuntimeSettings().with_overrides(anonymize={"face_detector": False}))
+    pipe = Pipeline(model, RuntimeSettings().with_overrides(anonymize={"face_detector": False},
+                                                            roi={"refine_bootstrap": False}))
     lost = pipe.process(frame(), 0.0)
     assert lost.pose is None and not lost.person_found
     assert not lost.reliable.any() and all(math.isnan(v) for v in lost.angles_deg.values())
@@ -138,3 +140,26 @@ def test_low_scores_mean_no_person_and_whole_frame_blur():
     found = pipe.process(frame(), 1 / 30)
     assert found.person_found and found.anonymization == "head" and found.roi_xyxy is None
     assert found.pose.keypoints_px.shape == (14, 2)
+
+
+def test_a_bootstrap_frame_is_refined_on_the_region_it_found():
+    coarse = angle_pose()
+    fine = coarse + np.array([4.0, -3.0])  # what the model sees at full resolution on the crop
+    model = ScriptedModel([coarse, fine, fine])
+    pipe = Pipeline(model, RuntimeSettings().with_overrides(anonymize={"face_detector": False}))
+    first = pipe.process(frame(), 0.0)
+    assert model.boxes[0] is None and model.boxes[1] is not None  # whole frame, then the region found there
+    x1, y1, x2, y2 = model.boxes[1]
+    assert x1 < coarse[:, 0].min() and y2 > coarse[:, 1].max()
+    assert first.roi_reason.startswith("bootstrap") and "refined" in first.roi_reason
+    assert first.roi_xyxy == pytest.approx(model.boxes[1])
+    np.testing.assert_allclose(first.pose.keypoints_px, fine, atol=1e-4)  # the frame reports the refined pass
+    second = pipe.process(frame(), 1 / 30)
+    assert second.roi_reason == "track" and len(model.boxes) == 3
+
+
+def test_a_lost_person_is_not_refined():
+    kp = angle_pose()
+    model = ScriptedModel([kp], [np.full(14, 0.05, np.float32)])
+    r = Pipeline(model, RuntimeSettings().with_overrides(anonymize={"face_detector": False})).process(frame(), 0.0)
+    assert model.boxes == [None] and not r.person_found  # one pass: nothing to refine on

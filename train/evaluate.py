@@ -25,6 +25,7 @@ from train.preprocess import normalize_tensor
 
 logger = logging.getLogger(__name__)
 
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 in hardware (AVX-512 BF16 or AMX). Without it, oneDNN emulates bf16 and
     autocast makes training several times slower than fp32 (measured on an AVX2-only EPYC: an epoch that takes

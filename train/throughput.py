@@ -92,10 +92,11 @@ def main(argv: list[str] | None = None) -> None:
     cfg = load_config(args.config, args.overrides)
     r = measure(cfg, steps=args.steps)
     resolved = resolve(cfg)
-    typer.echo(f"{resolved.model.backbone} {resolved.model.input_size[0]}x{resolved.model.input_size[1]} batch {r.batch_size} "
-          f"threads {resolved.train.threads} bf16 {resolved.train.cpu_bf16} channels_last {resolved.train.channels_last}: "
-          f"step {r.step_seconds:.2f} s = {r.images_per_s:.1f} img/s; data {r.data_seconds_per_batch:.3f} s per batch "
-          f"({100 * r.data_fraction:.1f}% of data + step)")
+    m, t = resolved.model, resolved.train
+    typer.echo(f"{m.backbone} {m.input_size[0]}x{m.input_size[1]} batch {r.batch_size} threads {t.threads} "
+               f"bf16 {t.cpu_bf16} channels_last {t.channels_last}: step {r.step_seconds:.2f} s = "
+               f"{r.images_per_s:.1f} img/s; data {r.data_seconds_per_batch:.3f} s per batch "
+               f"({100 * r.data_fraction:.1f}% of data + step)")
 
 
 if __name__ == "__main__":

@@ -7,17 +7,12 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from tests.tiny_train import TINY_TRAIN
 from train.cli import app
 
 runner = CliRunner()
 
-TINY = [
-    "model.backbone_init=random", "model.input_size=[64, 64]", "model.heatmap_size=[16, 16]",
-    "model.deconv_filters=16",
-    "data.train=[{kind: lsp, path: data/lsp, split: train, limit: 16}]",
-    "data.val=[{kind: lsp, path: data/lsp, split: test, limit: 8, crop: full_image}]",
-    "train.batch_size=8", "train.epochs=2", "train.progress=false", "train.threads=1",
-]
+TINY = TINY_TRAIN + ["train.epochs=2"]
 
 
 def _sets(items: list[str]) -> list[str]:

@@ -6,17 +6,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from tests.tiny_train import TINY_TRAIN  # noqa: E402
 from train.config import load_config  # noqa: E402
 from train.engine import fit  # noqa: E402
 
-TINY = [
-    "model.backbone_init=random", "model.input_size=[64, 64]", "model.heatmap_size=[16, 16]",
-    "model.deconv_filters=16",
-    "data.train=[{kind: lsp, path: data/lsp, split: train, limit: 16}]",
-    "data.val=[{kind: lsp, path: data/lsp, split: test, limit: 8, crop: full_image}]",
-    "augment.preset=strong", "train.batch_size=8", "train.progress=false", "train.threads=1",
-    "train.cpu_bf16=false", "train.epochs=1", "optim.lr_milestones=[]",
-]
+TINY = TINY_TRAIN + ["augment.preset=strong", "train.cpu_bf16=false", "train.epochs=1", "optim.lr_milestones=[]"]
 
 
 def _bn_stats(state: dict) -> dict:

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import torch
 
+from tests.tiny_train import TINY_TRAIN
 from train.config import load_config
 from train.engine import fit
 from train.plots import read_log
 
-TINY = [
-    "model.backbone_init=random", "model.input_size=[64, 64]", "model.heatmap_size=[16, 16]",
-    "model.deconv_filters=16",
-    "data.train=[{kind: lsp, path: data/lsp, split: train, limit: 16}]",
-    "data.val=[{kind: lsp, path: data/lsp, split: test, limit: 8, crop: full_image}]",
-    "augment.preset=strong", "train.batch_size=8", "train.progress=false", "train.threads=1",
-    "optim.lr_milestones=[70]",
-]
+TINY = TINY_TRAIN + ["augment.preset=strong", "optim.lr_milestones=[70]"]
 
 
 def test_resume_matches_an_uninterrupted_run(shared_dir, require_data, tmp_path):

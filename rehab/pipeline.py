@@ -3,6 +3,11 @@
 Stages, each timed: roi (where to look) -> pose (the model) -> smooth (One Euro, reliability) -> angles ->
 reps (exercise counter) -> anonymize (face blur, fails closed) -> draw (skeleton, angles, panel).
 
+Nobody there means no skeleton: a model with a presence output says whether a person is in the region it
+looked at, and below the threshold the frame reports no person (no skeleton, no angles, no counting). While
+nobody is tracked, every frame is a search: the whole frame and overlapping windows go through the model in
+one batch and the most present one wins, so a person entering far from where the last one was is found.
+
 The only image a FrameResult carries is the anonymised, annotated one: the raw frame never leaves the
 pipeline, so nothing downstream (recordings, snapshots, the browser) can bypass the face blur unless the
 settings turn anonymisation off explicitly.
@@ -20,13 +25,14 @@ from typing import TYPE_CHECKING, Mapping
 import numpy as np
 
 from rehab.analysis.exercises import Exercise, get_exercise
+from rehab.analysis.gating import AngleGate
 from rehab.analysis.reps import ExerciseRep, ExerciseTracker, RepState
 from rehab.analysis.summary import SessionSummary, summarize
 from rehab.core.angles import joint_angles
 from rehab.core.skeleton import JointSet, joint_set_from_names
 from rehab.runtime.anonymize import Anonymizer
 from rehab.runtime.draw import draw_frame
-from rehab.runtime.roi import RoiDecision, RoiTracker, roi_from_pose
+from rehab.runtime.roi import RoiDecision, RoiTracker, roi_from_pose, search_windows
 from rehab.runtime.smoothing import PoseSmoother
 from rehab.runtime.video import as_bgr_frame
 from rehab.settings import RuntimeSettings
@@ -47,6 +53,9 @@ class FrameResult:
     # was found (fewer confident joints than settings.roi.min_joints).
     pose: "Pose | None"
     raw_pose: "Pose | None"  # the model's output as it came
+    # The model's probability that a person is in the region it looked at; None for a model without a
+    # presence output (then "found" rests on the joint scores alone).
+    presence: float | None
     reliable: np.ndarray  # (K,) bool: joints confident enough to measure and draw as measured
     angles_deg: Mapping[str, float]  # NaN where a needed joint is unreliable
     reps: RepState | None  # None when no exercise is being counted
@@ -68,6 +77,11 @@ class FrameResult:
         return self.timings_ms["total"]
 
 
+def _presence(pose: "Pose") -> float | None:
+    value = getattr(pose, "presence", None)
+    return None if value is None else float(value)
+
+
 def _readonly(a: np.ndarray) -> np.ndarray:
     a.setflags(write=False)
     return a
@@ -86,6 +100,8 @@ class Pipeline:
         self._roi = RoiTracker(self.settings.roi, min_score)
         self._smoother = PoseSmoother(len(self.joint_names), self.settings.smoothing, min_score)
         self._anonymizer = Anonymizer(self.joint_names, self.settings.anonymize, min_score)
+        self._gate = AngleGate(self.settings.angles)
+        self.presence_min = self._presence_threshold()
         self.exercise: Exercise | None = None
         self._tracker: ExerciseTracker | None = None
         self.set_exercise(exercise)
@@ -106,6 +122,7 @@ class Pipeline:
         self._roi.reset()
         self._smoother.reset()
         self._anonymizer.reset()
+        self._gate.reset()
         if self._tracker is not None:
             self._tracker.reset()
         self._frame_index = 0
@@ -119,6 +136,46 @@ class Pipeline:
         if self.exercise is None:
             return None
         return summarize(self.exercise.name, self.reps)
+
+    def _presence_threshold(self) -> float | None:
+        """The presence a person needs (settings first, else the model's own threshold); None: no presence output."""
+        info = self.model.info
+        if not getattr(info, "has_presence", False):
+            if self.settings.scores.presence_min is not None:
+                logger.warning("scores.presence_min is set but model %s has no presence output: a person is "
+                               "found from the joint scores alone", getattr(info, "name", "?"))
+            return None
+        if self.settings.scores.presence_min is not None:
+            return self.settings.scores.presence_min
+        return float(info.presence_threshold)
+
+    def _absent_reason(self, presence: float | None) -> str:
+        """Why nobody is there ("" when somebody may be: the joints decide then)."""
+        if self.presence_min is None or presence is None or presence >= self.presence_min:
+            return ""
+        return f"nobody here (presence {presence:.2f} < {self.presence_min:.2f})"
+
+    def _search(self, frame: np.ndarray, size: tuple[int, int]) -> tuple["Pose", RoiDecision]:
+        """Look for a person in the whole frame and in overlapping windows; the most present one wins.
+
+        Without a presence output the mean joint score ranks the windows. The winner is refined on the region
+        its joints span, as a whole-frame pass sees a small person at a fraction of the model's resolution.
+        """
+        s = self.settings
+        windows = search_windows(size, s.roi.search_window_scales, s.roi.search_overlap)
+        poses = self.model.predict_batch([frame] * len(windows), windows) if len(windows) > 1 else [
+            self.model.predict(frame)]
+        ranks = [_presence(p) if _presence(p) is not None else float(np.mean(p.scores)) for p in poses]
+        best = int(np.argmax(ranks))
+        raw = poses[best]
+        where = "whole frame" if windows[best] is None else f"window {best} of {len(windows) - 1}"
+        region = RoiDecision(windows[best], f"search: {where}")
+        if s.roi.refine_bootstrap and not self._absent_reason(_presence(raw)):
+            refined = roi_from_pose(raw.keypoints_px, raw.scores, size, s.roi, s.scores.joint_min_score)
+            if not refined.bootstrap:
+                raw = self.model.predict(frame, bbox_xyxy=refined.box_xyxy)
+                region = RoiDecision(refined.box_xyxy, f"search: {where}, refined on its region")
+        return raw, region
 
     def process(self, frame_bgr: np.ndarray, timestamp_s: float) -> FrameResult:
         t_start = time.perf_counter()
@@ -142,26 +199,31 @@ class Pipeline:
             clock[0] = now
 
         region: RoiDecision = self._roi.next_region((w, h))
-        used = region  # what the tracker is told: a refined bootstrap is still a bootstrap
+        used = region  # what the tracker is told: a search or a refined bootstrap is still a bootstrap
         lap("roi")
 
-        raw = self.model.predict(frame, bbox_xyxy=region.box_xyxy)
-        if region.bootstrap and s.roi.enabled and s.roi.refine_bootstrap:
-            refined = roi_from_pose(raw.keypoints_px, raw.scores, (w, h), s.roi, min_score)
-            if not refined.bootstrap:
-                raw = self.model.predict(frame, bbox_xyxy=refined.box_xyxy)
-                region = RoiDecision(refined.box_xyxy, f"{region.reason}, refined on its region")
+        if region.bootstrap and s.roi.enabled:
+            raw, region = self._search(frame, (w, h))
+        else:
+            raw = self.model.predict(frame, bbox_xyxy=region.box_xyxy)
+        presence = _presence(raw)
+        absent = self._absent_reason(presence)
         lap("pose")
 
-        self._roi.update(raw.keypoints_px, raw.scores, (w, h), used=used)
+        self._roi.update(raw.keypoints_px, raw.scores, (w, h), used=used, absent_reason=absent)
+        if absent:
+            # Whoever appears next is tracked and smoothed afresh, never blended with this frame's joints.
+            self._smoother.reset()
         smoothed = self._smoother.update(raw.keypoints_px, raw.scores, timestamp_s, frame_height=h)
         reliable = smoothed.reliable
-        found = int(reliable.sum()) >= s.roi.min_joints
+        found = not absent and int(reliable.sum()) >= s.roi.min_joints
         pose = replace(raw, keypoints_px=smoothed.keypoints_px) if found else None
         lap("smooth")
 
         angles = {k: float(v) if found else math.nan
                   for k, v in joint_angles(smoothed.keypoints_px, self.joint_names, raw.scores, min_score).items()}
+        if found:
+            angles = self._gate(angles, timestamp_s)
         lap("angles")
 
         rep_state = self._tracker.update(angles, timestamp_s) if self._tracker is not None else None
@@ -187,7 +249,7 @@ class Pipeline:
         else:
             how = "+".join(dict.fromkeys(anon.sources))
         result = FrameResult(
-            frame_index=self._frame_index, timestamp_s=timestamp_s, pose=pose, raw_pose=raw,
+            frame_index=self._frame_index, timestamp_s=timestamp_s, pose=pose, raw_pose=raw, presence=presence,
             reliable=_readonly(reliable.copy()), angles_deg=MappingProxyType(angles), reps=rep_state,
             roi_xyxy=region.box_xyxy, roi_reason=region.reason, timings_ms=MappingProxyType(timings),
             frame_bgr=_readonly(out), anonymized=s.anonymize.enabled, anonymization=how,

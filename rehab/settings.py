@@ -39,9 +39,14 @@ class ScoreSettings:
     # visibility threshold of the Simple Baselines / HRNet code; a blank or noise frame scores under 0.2 on
     # every joint with the interim default model.
     joint_min_score: float = 0.2
+    # A person is there when the model's presence output (a probability, for models that have one) reaches
+    # this; None takes the threshold stored in the model's metadata, chosen on held-out crops at export.
+    presence_min: float | None = None
 
     def __post_init__(self) -> None:
         _unit_interval(self, "joint_min_score")
+        if self.presence_min is not None:
+            _unit_interval(self, "presence_min")
 
 
 @dataclass(frozen=True)
@@ -65,10 +70,24 @@ class RoiSettings:
     # person in a large frame is seen at a fraction of the model's resolution, and the smoother would carry
     # that coarse first pose into the following frames.
     refine_bootstrap: bool = True
+    # While nobody is tracked, look for a person in the whole frame and in square windows whose side is each of
+    # these fractions of the frame's shorter side, tiled with the overlap below, and keep the window with the
+    # highest presence: a person entering at the edge of a wide frame is small in the letterboxed whole frame.
+    # () searches the whole frame only. The cost (one model input per window) is paid only while nobody is
+    # tracked.
+    search_window_scales: tuple[float, ...] = (1.0,)
+    # Neighbouring windows share this fraction of their side, so a person is whole in at least one window.
+    search_overlap: float = 0.34
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "search_window_scales", tuple(float(v) for v in self.search_window_scales))
         _non_negative(self, "margin", "rebootstrap_every_frames")
         _unit_interval(self, "min_mean_score", "min_inside_fraction")
+        if not 0.0 <= self.search_overlap < 1.0:
+            raise ValueError(f"RoiSettings.search_overlap must be in [0, 1), got {self.search_overlap}")
+        if any(not 0.0 < v <= 1.0 for v in self.search_window_scales):
+            raise ValueError("RoiSettings.search_window_scales must be fractions in (0, 1] of the frame's shorter "
+                             f"side, got {self.search_window_scales}")
         if self.min_joints < 2:
             raise ValueError(f"roi.min_joints must be >= 2 (a box needs two points), got {self.min_joints}")
 
@@ -118,6 +137,22 @@ class AnonymizeSettings:
 
 
 @dataclass(frozen=True)
+class AngleSettings:
+    """Which joint angles are trusted from one frame to the next."""
+
+    # No human joint turns faster than this (knee extension in a sprint peaks near 1000 deg/s); an angle that
+    # would have to is a misplaced joint, reported as unknown rather than smoothed into the series.
+    max_speed_deg_s: float = 1000.0
+    # Frame-to-frame noise of a correct estimate, allowed on top of the speed limit.
+    jump_tolerance_deg: float = 15.0
+    gate_jumps: bool = True
+
+    def __post_init__(self) -> None:
+        _positive(self, "max_speed_deg_s")
+        _non_negative(self, "jump_tolerance_deg")
+
+
+@dataclass(frozen=True)
 class DrawSettings:
     enabled: bool = True
     draw_angles: bool = True
@@ -132,6 +167,7 @@ class RuntimeSettings:
     scores: ScoreSettings = field(default_factory=ScoreSettings)
     roi: RoiSettings = field(default_factory=RoiSettings)
     anonymize: AnonymizeSettings = field(default_factory=AnonymizeSettings)
+    angles: AngleSettings = field(default_factory=AngleSettings)
     draw: DrawSettings = field(default_factory=DrawSettings)
 
     def to_dict(self) -> dict[str, Any]:

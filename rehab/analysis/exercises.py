@@ -34,6 +34,9 @@ class Exercise:
     # False: each side is counted on its own (e.g. alternating elbow curls).
     bilateral: bool
     description: str = ""
+    # A cycle with its angle unmeasured for longer than this (joints unreliable, person out of view) is not
+    # counted: a repetition needs the exercise's joints seen through it. At 30 fps, 0.3 s is 9 frames.
+    max_gap_s: float = 0.3
 
     def __post_init__(self) -> None:
         if not self.angles:
@@ -50,6 +53,8 @@ class Exercise:
                              f"both are {self.enter_deg}")
         if not self.min_duration_s >= 0:
             raise ValueError(f"exercise {self.name!r}: min_duration_s must be >= 0, got {self.min_duration_s}")
+        if not self.max_gap_s > 0:
+            raise ValueError(f"exercise {self.name!r}: max_gap_s must be > 0, got {self.max_gap_s}")
 
     @property
     def sides(self) -> tuple[str, ...]:

@@ -12,7 +12,9 @@ mirrored otherwise):
 - ``active``: the angle went past enter_deg; it stays active until it comes back to <= exit_deg.
 
 A repetition is counted when an active phase ends, if the time from leaving the rest zone to returning to it
-is at least ``min_duration_s``. Its range of motion has two ends measured over different windows: the rest
+is at least ``min_duration_s`` and the angle was measured all along: a gap longer than ``max_gap_s`` between
+two measured samples inside a cycle (the joints unreliable, the person gone) abandons the cycle, and the
+counter waits for the rest zone again. A repetition is counted from what was seen, never from what was not. Its range of motion has two ends measured over different windows: the rest
 end (the min, for a high-angle exercise) over all samples since the previous repetition ended, so it includes
 the starting position; the far end (the max) over the repetition's own cycle, from leaving the rest zone to
 returning, so that a glitch rejected as too short earlier at rest cannot inflate it.
@@ -129,27 +131,33 @@ class _WindowedRange:
 class RepCounter:
     """Counts repetitions of one angle signal with two thresholds and a minimum duration."""
 
-    def __init__(self, enter_deg: float, exit_deg: float, min_duration_s: float = 0.5) -> None:
+    def __init__(self, enter_deg: float, exit_deg: float, min_duration_s: float = 0.5,
+                 max_gap_s: float = math.inf) -> None:
         if not (math.isfinite(enter_deg) and math.isfinite(exit_deg)) or enter_deg == exit_deg:
             raise ValueError(f"enter_deg and exit_deg must be finite and differ, got {enter_deg}, {exit_deg}")
         if not min_duration_s >= 0:
             raise ValueError(f"min_duration_s must be >= 0, got {min_duration_s}")
         self.enter_deg = float(enter_deg)
         self.exit_deg = float(exit_deg)
+        if not max_gap_s > 0:
+            raise ValueError(f"max_gap_s must be > 0, got {max_gap_s}")
         self.min_duration_s = float(min_duration_s)
+        self.max_gap_s = float(max_gap_s)
         # +1 when the active phase is at high angles; comparisons below are written for that case.
         self._sign = 1.0 if enter_deg > exit_deg else -1.0
         self.reset()
 
     @classmethod
     def for_exercise(cls, exercise: Exercise) -> "RepCounter":
-        return cls(exercise.enter_deg, exit_deg=exercise.exit_deg, min_duration_s=exercise.min_duration_s)
+        return cls(exercise.enter_deg, exit_deg=exercise.exit_deg, min_duration_s=exercise.min_duration_s,
+                   max_gap_s=exercise.max_gap_s)
 
     def reset(self) -> None:
         self.count = 0
         self.phase = "waiting"
         self.last_rep: Repetition | None = None
         self.rejected = 0  # active phases too short to count
+        self.abandoned = 0  # cycles with the angle unmeasured for longer than max_gap_s
         self._range = _WindowedRange(active_high=self._sign > 0)
         self._last_t = -math.inf
         self._left_rest_s = math.nan
@@ -178,6 +186,10 @@ class RepCounter:
         value = float(angle_deg)
         if not math.isfinite(value):
             return None
+        if self.in_cycle and t_s - self._last_t > self.max_gap_s:
+            self.abandoned += 1
+            self.phase = "waiting"
+            self._left_rest_s = math.nan
         self._last_t = t_s
         in_rest = self._in_rest(value)
 
@@ -317,9 +329,11 @@ class ExerciseTracker:
     def _step(self, counter: RepCounter, value: float, t_s: float, side_values: Mapping[str, float]) -> Repetition | None:
         """Advance one counter and keep the per-side ranges in step with its windows."""
         was_waiting = counter.phase == "waiting"
+        abandoned = counter.abandoned
         rep = counter.update(value, t_s)
+        restarted = was_waiting or counter.abandoned != abandoned
         for side, side_value in side_values.items():
-            if was_waiting and counter.phase != "waiting":
+            if restarted and counter.phase != "waiting":
                 self._ranges[side].reset(side_value)
             elif counter.phase != "waiting":
                 self._ranges[side].add(side_value, in_cycle=counter.in_cycle or rep is not None)

@@ -47,6 +47,8 @@ class Pose:
     keypoints_px: np.ndarray  # (K, 2) float64
     scores: np.ndarray  # (K,) float32, heatmap peak values (roughly 0-1, not calibrated probabilities)
     joint_names: tuple[str, ...]
+    # Probability that a person is in the region the model looked at; None for a model without presence output.
+    presence: float | None = None
 
     def __post_init__(self) -> None:
         kp = np.array(self.keypoints_px, dtype=np.float64)

@@ -10,6 +10,7 @@ frame.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,6 +65,32 @@ def roi_from_pose(keypoints_px: np.ndarray, scores: np.ndarray, frame_size, sett
     return RoiDecision(tuple(float(v) for v in box), "track")
 
 
+def search_windows(frame_size, scales, overlap: float) -> list[tuple[float, float, float, float] | None]:
+    """The regions a search for a person looks at: None (the whole frame) first, then square windows.
+
+    Each scale is a window side as a fraction of the frame's shorter side; the windows of one scale tile the
+    frame with neighbours sharing ``overlap`` of their side, the first and last touching the frame's edges.
+    """
+    w, h = (float(v) for v in frame_size)
+    windows: list[tuple[float, float, float, float] | None] = [None]
+    for scale in scales:
+        side = scale * min(w, h)
+        step = side * (1.0 - overlap)
+
+        def starts(length: float) -> list[float]:
+            if length <= side:
+                return [0.0]
+            n = math.ceil((length - side) / step) + 1
+            return [i * (length - side) / (n - 1) for i in range(n)]
+
+        for y in starts(h):
+            for x in starts(w):
+                box = (x, y, x + side, y + side)
+                if box != (0.0, 0.0, w, h) and box not in windows:
+                    windows.append(box)
+    return windows
+
+
 class RoiTracker:
     """Carries the region from one frame's pose to the next frame."""
 
@@ -91,9 +118,15 @@ class RoiTracker:
         return self._next
 
     def update(self, keypoints_px: np.ndarray | None, scores: np.ndarray | None, frame_size,
-               used: RoiDecision) -> RoiDecision:
-        """Record the pose found in the region ``used``; returns the decision for the next frame."""
-        if keypoints_px is None or scores is None:
+               used: RoiDecision, absent_reason: str = "") -> RoiDecision:
+        """Record the pose found in the region ``used``; returns the decision for the next frame.
+
+        ``absent_reason`` non-empty says that nobody is there (e.g. the model's presence is low): the next
+        frame searches again instead of following this pose.
+        """
+        if absent_reason:
+            decision = RoiDecision(None, f"bootstrap: {absent_reason}")
+        elif keypoints_px is None or scores is None:
             decision = RoiDecision(None, "bootstrap: no pose")
         else:
             decision = roi_from_pose(keypoints_px, scores, frame_size, self.settings, self.min_score)

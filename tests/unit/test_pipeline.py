@@ -8,6 +8,7 @@ was asked about.
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -43,6 +44,10 @@ class ScriptedModel:
         i = len(self.boxes)
         self.boxes.append(bbox_xyxy)
         return Pose(keypoints_px=self.keypoints[i], scores=self.scores[i], joint_names=LSP14.joints)
+
+
+# A search over the whole frame only: one model call per frame, so a script maps one pose to one call.
+WHOLE_FRAME_SEARCH = {"search_window_scales": ()}
 
 
 def frame(h: int = 480, w: int = 640) -> np.ndarray:
@@ -109,8 +114,9 @@ def test_scripted_squats_flow_through_roi_smoothing_angles_and_reps():
     knee = knee * 2
     script = [angle_pose(knee_flexion=k, hip_flexion=k * 0.8) for k in knee]
     model = ScriptedModel(script)
-    # Not under test here: the face detector, and the second (refining) pass on bootstrap frames.
-    settings = RuntimeSettings().with_overrides(anonymize={"face_detector": False}, roi={"refine_bootstrap": False})
+    # Not under test here: the face detector, the search windows and the second (refining) pass on bootstrap frames.
+    settings = RuntimeSettings().with_overrides(anonymize={"face_detector": False},
+                                                roi={"refine_bootstrap": False, "search_window_scales": ()})
     pipe = Pipeline(model, settings, exercise=get_exercise("squat"))
     results = [pipe.process(frame(), i / 30) for i in range(len(script))]
     assert results[0].roi_xyxy is None and model.boxes[0] is None  # whole-frame bootstrap
@@ -131,7 +137,7 @@ def test_low_scores_mean_no_person_and_whole_frame_blur():
     kp = angle_pose()
     model = ScriptedModel([kp, kp], [np.full(14, 0.05, np.float32), np.full(14, 0.9, np.float32)])
     pipe = Pipeline(model, RuntimeSettings().with_overrides(anonymize={"face_detector": False},
-                                                            roi={"refine_bootstrap": False}))
+                                                            roi={"refine_bootstrap": False, "search_window_scales": ()}))
     lost = pipe.process(frame(), 0.0)
     assert lost.pose is None and not lost.person_found
     assert not lost.reliable.any() and all(math.isnan(v) for v in lost.angles_deg.values())
@@ -146,12 +152,12 @@ def test_a_bootstrap_frame_is_refined_on_the_region_it_found():
     coarse = angle_pose()
     fine = coarse + np.array([4.0, -3.0])  # what the model sees at full resolution on the crop
     model = ScriptedModel([coarse, fine, fine])
-    pipe = Pipeline(model, RuntimeSettings().with_overrides(anonymize={"face_detector": False}))
+    pipe = Pipeline(model, RuntimeSettings().with_overrides(anonymize={"face_detector": False}, roi=WHOLE_FRAME_SEARCH))
     first = pipe.process(frame(), 0.0)
     assert model.boxes[0] is None and model.boxes[1] is not None  # whole frame, then the region found there
     x1, y1, x2, y2 = model.boxes[1]
     assert x1 < coarse[:, 0].min() and y2 > coarse[:, 1].max()
-    assert first.roi_reason.startswith("bootstrap") and "refined" in first.roi_reason
+    assert first.roi_reason.startswith("search: whole frame") and "refined" in first.roi_reason
     assert first.roi_xyxy == pytest.approx(model.boxes[1])
     np.testing.assert_allclose(first.pose.keypoints_px, fine, atol=1e-4)  # the frame reports the refined pass
     second = pipe.process(frame(), 1 / 30)
@@ -161,5 +167,90 @@ def test_a_bootstrap_frame_is_refined_on_the_region_it_found():
 def test_a_lost_person_is_not_refined():
     kp = angle_pose()
     model = ScriptedModel([kp], [np.full(14, 0.05, np.float32)])
-    r = Pipeline(model, RuntimeSettings().with_overrides(anonymize={"face_detector": False})).process(frame(), 0.0)
+    settings = RuntimeSettings().with_overrides(anonymize={"face_detector": False}, roi=WHOLE_FRAME_SEARCH)
+    r = Pipeline(model, settings).process(frame(), 0.0)
     assert model.boxes == [None] and not r.person_found  # one pass: nothing to refine on
+
+
+class PresenceModel:
+    """A model with a presence output that sees the scripted person only in regions holding the person's centre.
+
+    Elsewhere it answers as a network does on background: a confident-looking pose at a fixed spot (a tree)
+    with low presence. ``person`` None means an empty scene.
+    """
+
+    def __init__(self, person: np.ndarray | None, threshold: float = 0.5) -> None:
+        self.info = SimpleNamespace(name="presence", joint_names=LSP14.joints, has_presence=True,
+                                    presence_threshold=threshold)
+        self.person = person
+        self.calls: list = []
+
+    def _pose(self, frame_size, box) -> Pose:
+        w, h = frame_size
+        x1, y1, x2, y2 = (0.0, 0.0, w, h) if box is None else box
+        phantom = angle_pose() * 0.2 + np.array([10.0, 10.0])
+        if self.person is None:
+            return Pose(phantom, np.full(14, 0.9, np.float32), LSP14.joints, presence=0.05)
+        cx, cy = self.person.mean(0)
+        if not (x1 <= cx <= x2 and y1 <= cy <= y2):
+            return Pose(phantom, np.full(14, 0.9, np.float32), LSP14.joints, presence=0.05)
+        # A person small in the model's input (a wide frame letterboxed) is seen, but less surely.
+        height = np.ptp(self.person[:, 1]) / max(x2 - x1, y2 - y1)
+        return Pose(self.person, np.full(14, 0.9, np.float32), LSP14.joints,
+                    presence=0.95 if height >= 0.4 else 0.3)
+
+    def predict(self, image_bgr, bbox_xyxy=None) -> Pose:
+        self.calls.append([bbox_xyxy])
+        return self._pose((image_bgr.shape[1], image_bgr.shape[0]), bbox_xyxy)
+
+    def predict_batch(self, images, boxes) -> list[Pose]:
+        self.calls.append(list(boxes))
+        return [self._pose((im.shape[1], im.shape[0]), b) for im, b in zip(images, boxes)]
+
+
+NO_FACE_DETECTOR = RuntimeSettings().with_overrides(anonymize={"face_detector": False})
+
+
+def test_nobody_there_means_no_skeleton_no_angles_no_counting():
+    model = PresenceModel(person=None)
+    pipe = Pipeline(model, NO_FACE_DETECTOR, exercise="squat")
+    results = [pipe.process(frame(), i / 30) for i in range(5)]
+    for r in results:
+        assert not r.person_found and r.pose is None and r.presence == pytest.approx(0.05)
+        assert all(math.isnan(v) for v in r.angles_deg.values()) and r.reps.count == 0
+        assert r.roi_reason.startswith("search")
+    # Every frame searched again: a batch of windows each time, never a track of the phantom pose.
+    assert all(len(c) > 1 for c in model.calls)
+
+
+def test_a_person_entering_far_from_the_last_region_is_found_by_the_search():
+    w, h = 1280, 480
+    person = angle_pose() * 0.8 + np.array([1100.0, 60.0])  # at the right edge of a wide frame
+    model = PresenceModel(person)
+    pipe = Pipeline(model, NO_FACE_DETECTOR)
+    first = pipe.process(frame(h, w), 0.0)
+    windows = model.calls[0]
+    assert windows[0] is None and len(windows) >= 3  # whole frame + square windows across the width
+    assert first.person_found and first.presence == pytest.approx(0.95)
+    assert first.roi_reason.startswith("search: window") and "refined" in first.roi_reason
+    np.testing.assert_allclose(first.pose.keypoints_px, person, atol=1e-6)
+    second = pipe.process(frame(h, w), 1 / 30)
+    assert second.roi_reason == "track" and len(model.calls[-1]) == 1
+
+
+def test_low_presence_while_tracking_drops_the_person_and_searches_again():
+    person = angle_pose()
+    model = PresenceModel(person)
+    pipe = Pipeline(model, NO_FACE_DETECTOR)
+    assert pipe.process(frame(), 0.0).person_found
+    model.person = None  # the patient walks out
+    gone = pipe.process(frame(), 1 / 30)
+    assert not gone.person_found and gone.roi_reason == "track"
+    assert pipe.process(frame(), 2 / 30).roi_reason.startswith("search")
+
+
+def test_the_presence_threshold_comes_from_the_model_unless_the_settings_say_otherwise():
+    model = PresenceModel(None, threshold=0.01)  # presence 0.05 passes the model's own threshold
+    assert Pipeline(model, NO_FACE_DETECTOR).process(frame(), 0.0).person_found
+    strict = NO_FACE_DETECTOR.with_overrides(scores={"presence_min": 0.5})
+    assert not Pipeline(model, strict).process(frame(), 0.0).person_found

@@ -199,3 +199,33 @@ def test_every_exercise_counts_its_own_movement():
         tracker = ExerciseTracker(ex)
         state = _feed(tracker, sig, sig)
         assert state.count == (2 if ex.bilateral else 4), ex.name
+
+
+def test_a_cycle_unmeasured_for_longer_than_max_gap_is_not_counted():
+    rep = _segment(5, 100, 2.0)
+    unseen = rep.copy()
+    unseen[20:40] = np.nan  # 0.67 s unmeasured on the way down and up: the movement was not seen
+    short_blink = rep.copy()
+    short_blink[25:30] = np.nan  # 0.17 s: a blink of the model, still a seen repetition
+    signal = np.concatenate([_hold(5, 1), unseen, _hold(5, 1), short_blink, _hold(5, 1)])
+    counter = RepCounter(enter_deg=60, exit_deg=30, min_duration_s=0.5, max_gap_s=0.3)
+    reps = _run(counter, signal)
+    assert counter.count == 1 and counter.abandoned == 1
+    assert reps[0].start_s > 3.0  # the second excursion
+    assert reps[0].rom.max_deg == pytest.approx(100, abs=1)
+
+
+def test_an_abandoned_cycle_waits_for_rest_before_counting_again():
+    # Lost in the middle of a squat and found again at its bottom: the way back up is not a repetition.
+    signal = np.concatenate([_hold(5, 1), _segment(5, 100, 2.0)[:25], np.full(15, np.nan),
+                             _segment(5, 100, 2.0)[40:], _hold(5, 1)])
+    counter = RepCounter(enter_deg=60, exit_deg=30, min_duration_s=0.5, max_gap_s=0.3)
+    _run(counter, signal)
+    assert counter.count == 0 and counter.abandoned == 1 and counter.phase == "rest"
+
+
+def test_exercises_carry_the_gap_rule_and_refuse_a_bad_one():
+    assert all(0 < e.max_gap_s < 1 for e in EXERCISES.values())
+    assert RepCounter.for_exercise(get_exercise("squat")).max_gap_s == get_exercise("squat").max_gap_s
+    with pytest.raises(ValueError, match="max_gap_s"):
+        RepCounter(enter_deg=60, exit_deg=30, max_gap_s=0)

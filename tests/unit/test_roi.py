@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rehab.core.skeleton import LSP14
-from rehab.runtime.roi import RoiDecision, RoiTracker, inside_fraction, roi_from_pose
+from rehab.runtime.roi import RoiDecision, RoiTracker, inside_fraction, roi_from_pose, search_windows
 from rehab.settings import RoiSettings
 
 FRAME = (640, 480)  # (w, h)
@@ -95,3 +95,40 @@ def test_inside_fraction():
     assert inside_fraction((-10, 0, 10, 10), (100, 100)) == pytest.approx(0.5)
     assert inside_fraction((200, 200, 300, 300), (100, 100)) == 0.0
     assert inside_fraction((5, 5, 5, 9), (100, 100)) == 0.0
+
+
+@pytest.mark.parametrize("size", [(1768, 994), (1080, 1920), (640, 480), (480, 480)])
+def test_search_windows_cover_the_frame_with_overlapping_squares(size):
+    w, h = size
+    windows = search_windows(size, (1.0, 0.5), overlap=0.34)
+    assert windows[0] is None  # the whole frame first
+    squares = windows[1:]
+    assert len(set(squares)) == len(squares)
+    for x1, y1, x2, y2 in squares:
+        assert x2 - x1 == pytest.approx(y2 - y1)  # square
+        assert -1e-9 <= x1 and x2 <= w + 1e-9 and -1e-9 <= y1 and y2 <= h + 1e-9  # inside the frame
+    for scale in (1.0, 0.5):
+        side = scale * min(w, h)
+        level = [b for b in squares if b[2] - b[0] == pytest.approx(side)]
+        if side == max(w, h):
+            continue  # a square frame at scale 1 is the whole frame itself
+        # Every point of the frame lies in some window of each scale, and neighbours overlap.
+        for px in np.linspace(0, w, 9):
+            for py in np.linspace(0, h, 9):
+                assert any(b[0] <= px <= b[2] and b[1] <= py <= b[3] for b in level)
+        xs = sorted({b[0] for b in level})
+        assert all(b - a <= side * (1 - 0.34) + 1e-6 for a, b in zip(xs, xs[1:]))
+
+
+def test_no_scales_search_the_whole_frame_only():
+    assert search_windows((640, 480), (), 0.34) == [None]
+
+
+def test_nobody_there_makes_the_next_frame_a_search():
+    tracker = RoiTracker(RoiSettings(), min_score=0.2)
+    kp = np.array([[100.0 + 10 * i, 100.0 + 20 * i] for i in range(14)])
+    tracker.update(kp, np.full(14, 0.9), (640, 480), used=RoiDecision(None, "first"))
+    assert not tracker.next_region((640, 480)).bootstrap
+    decision = tracker.update(kp, np.full(14, 0.9), (640, 480), used=RoiDecision((0, 0, 10, 10), "track"),
+                              absent_reason="nobody here (presence 0.10 < 0.50)")
+    assert decision.bootstrap and "nobody here" in decision.reason

@@ -1,0 +1,65 @@
+"""The angle gate: impossible jumps between frames are dropped, real movement passes, a new level is adopted."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from rehab.analysis.gating import AngleGate
+from rehab.settings import AngleSettings
+
+FPS = 30.0
+
+
+def run(values, settings=None, fps=FPS):
+    gate = AngleGate(settings or AngleSettings())
+    return [gate({"knee": v}, i / fps)["knee"] for i, v in enumerate(values)], gate
+
+
+def test_fast_real_movement_passes_untouched():
+    # A squat at 90 deg per 0.5 s and a kick at 600 deg/s: both within what a knee can do.
+    squat = list(np.linspace(5, 95, 16)) + list(np.linspace(95, 5, 16))
+    kick = list(np.arange(0, 120, 600 / FPS))
+    for series in (squat, kick):
+        out, gate = run(series)
+        assert out == pytest.approx(series) and gate.rejected == 0
+
+
+def test_a_one_frame_spike_is_dropped_not_smoothed_in():
+    series = [20.0] * 5 + [178.0] + [21.0] * 5
+    out, gate = run(series)
+    assert math.isnan(out[5]) and gate.rejected == 1
+    assert out[:5] == pytest.approx(series[:5]) and out[6:] == pytest.approx(series[6:])
+
+
+def test_a_value_that_persists_is_adopted_from_its_second_sample():
+    # The earlier series was the wrong one (a joint on a floor post): the gate follows the new level.
+    series = [170.0] * 5 + [30.0] * 5
+    out, _ = run(series)
+    assert math.isnan(out[5]) and out[6:] == pytest.approx(series[6:])
+
+
+def test_a_gap_allows_as_much_change_as_its_duration():
+    gate = AngleGate(AngleSettings(max_speed_deg_s=100.0, jump_tolerance_deg=0.0))
+    assert gate({"a": 10.0}, 0.0)["a"] == 10.0
+    assert math.isnan(gate({"a": math.nan}, 0.1)["a"])  # unmeasured: passes as unknown, state kept
+    assert gate({"a": 60.0}, 0.5)["a"] == 60.0  # 50 deg in 0.5 s at 100 deg/s
+    assert math.isnan(gate({"a": 100.0}, 0.6)["a"])  # 40 deg in 0.1 s
+
+
+def test_the_gate_can_be_turned_off_and_reset():
+    series = [20.0, 178.0, 20.0]
+    out, gate = run(series, AngleSettings(gate_jumps=False))
+    assert out == series
+    gate = AngleGate()
+    gate({"a": 20.0}, 0.0)
+    gate.reset()
+    assert gate({"a": 178.0}, 1 / FPS)["a"] == 178.0
+
+
+@pytest.mark.parametrize("field, value", [("max_speed_deg_s", 0.0), ("jump_tolerance_deg", -1.0)])
+def test_bad_settings_are_refused(field, value):
+    with pytest.raises(ValueError, match=field):
+        AngleSettings(**{field: value})

@@ -346,7 +346,7 @@ def expected_frames(frame_count: int, fps: float, options: BatchOptions) -> int:
 
 
 def frame_columns(joint_names: Sequence[str], angle_names: Sequence[str]) -> list[str]:
-    cols = ["frame", "source_frame", "time_s", "person_found", "anonymization", "repetitions"]
+    cols = ["frame", "source_frame", "time_s", "person_found", "presence", "anonymization", "repetitions"]
     for j in joint_names:
         cols += [f"{j}_x_px", f"{j}_y_px", f"{j}_score", f"{j}_reliable"]
     cols += [f"{a}_deg" for a in angle_names]
@@ -357,7 +357,10 @@ def frame_row(result, source_frame: int) -> dict[str, Any]:
     """One flat row of a FrameResult. Keypoints are NaN when no person was found; scores are the model's."""
     row: dict[str, Any] = {
         "frame": result.frame_index, "source_frame": source_frame, "time_s": result.timestamp_s,
-        "person_found": result.person_found, "anonymization": result.anonymization,
+        "person_found": result.person_found,
+        # The model's probability that a person is there (NaN for a model without a presence output).
+        "presence": math.nan if result.presence is None else float(result.presence),
+        "anonymization": result.anonymization,
         "repetitions": result.reps.count if result.reps is not None else 0,
     }
     raw = result.raw_pose

@@ -158,15 +158,16 @@ class Pipeline:
     def _search(self, frame: np.ndarray, size: tuple[int, int]) -> tuple["Pose", RoiDecision]:
         """Look for a person in the whole frame and in overlapping windows; the most present one wins.
 
-        Without a presence output the mean joint score ranks the windows. The winner is refined on the region
+        A model without a presence output looks at the whole frame only: its joint scores are high on
+        background too, so they cannot say which window holds the person. The winner is refined on the region
         its joints span, as a whole-frame pass sees a small person at a fraction of the model's resolution.
         """
         s = self.settings
-        windows = search_windows(size, s.roi.search_window_scales, s.roi.search_overlap)
+        scales = s.roi.search_window_scales if self.presence_min is not None else ()
+        windows = search_windows(size, scales, s.roi.search_overlap)
         poses = self.model.predict_batch([frame] * len(windows), windows) if len(windows) > 1 else [
             self.model.predict(frame)]
-        ranks = [_presence(p) if _presence(p) is not None else float(np.mean(p.scores)) for p in poses]
-        best = int(np.argmax(ranks))
+        best = int(np.argmax([_presence(p) or 0.0 for p in poses]))
         raw = poses[best]
         where = "whole frame" if windows[best] is None else f"window {best} of {len(windows) - 1}"
         region = RoiDecision(windows[best], f"search: {where}")

@@ -4,6 +4,7 @@ A misplaced joint (a knee snapping onto a floor post for a frame) turns an angle
 frames, which no joint can do. Such a sample is dropped (reported as unknown), not smoothed into the series:
 a smoothed spike would still bend the range of motion and could complete a repetition. If the new value
 persists, the earlier series was the wrong one, and the gate follows the new value from its second sample.
+For the same reason the first sample of a series is only reported once the next one agrees with it.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ class AngleGate:
                 continue
             last = self._accepted.get(name)
             candidate = self._candidate.pop(name, None)
-            if last is None or self._reachable(last, value, t_s) or (
+            # A value is trusted when a trusted one leads to it, or when it confirms the sample before it: the
+            # first sample of a series (or after a jump) waits one frame for a second opinion.
+            if (last is not None and self._reachable(last, value, t_s)) or (
                     candidate is not None and self._reachable(candidate, value, t_s)):
                 self._accepted[name] = (value, t_s)
                 out[name] = value

@@ -24,14 +24,21 @@ def test_fast_real_movement_passes_untouched():
     kick = list(np.arange(0, 120, 600 / FPS))
     for series in (squat, kick):
         out, gate = run(series)
-        assert out == pytest.approx(series) and gate.rejected == 0
+        # The first sample waits for the second to confirm it; everything after passes as measured.
+        assert math.isnan(out[0]) and out[1:] == pytest.approx(series[1:]) and gate.rejected == 1
 
 
 def test_a_one_frame_spike_is_dropped_not_smoothed_in():
     series = [20.0] * 5 + [178.0] + [21.0] * 5
     out, gate = run(series)
-    assert math.isnan(out[5]) and gate.rejected == 1
-    assert out[:5] == pytest.approx(series[:5]) and out[6:] == pytest.approx(series[6:])
+    assert math.isnan(out[5]) and gate.rejected == 2  # the spike, and the unconfirmed first sample
+    assert out[1:5] == pytest.approx(series[1:5]) and out[6:] == pytest.approx(series[6:])
+
+
+def test_a_wrong_first_sample_is_never_reported():
+    series = [174.0, 4.0, 5.0, 6.0]  # a knee folded on the first frame it was seen, then the true value
+    out, _ = run(series)
+    assert math.isnan(out[0]) and math.isnan(out[1]) and out[2:] == pytest.approx(series[2:])
 
 
 def test_a_value_that_persists_is_adopted_from_its_second_sample():
@@ -43,6 +50,7 @@ def test_a_value_that_persists_is_adopted_from_its_second_sample():
 
 def test_a_gap_allows_as_much_change_as_its_duration():
     gate = AngleGate(AngleSettings(max_speed_deg_s=100.0, jump_tolerance_deg=0.0))
+    gate({"a": 10.0}, -0.01)
     assert gate({"a": 10.0}, 0.0)["a"] == 10.0
     assert math.isnan(gate({"a": math.nan}, 0.1)["a"])  # unmeasured: passes as unknown, state kept
     assert gate({"a": 60.0}, 0.5)["a"] == 60.0  # 50 deg in 0.5 s at 100 deg/s
@@ -55,8 +63,10 @@ def test_the_gate_can_be_turned_off_and_reset():
     assert out == series
     gate = AngleGate()
     gate({"a": 20.0}, 0.0)
+    gate({"a": 20.0}, 1 / FPS)
     gate.reset()
-    assert gate({"a": 178.0}, 1 / FPS)["a"] == 178.0
+    gate({"a": 178.0}, 2 / FPS)
+    assert gate({"a": 178.0}, 3 / FPS)["a"] == 178.0
 
 
 @pytest.mark.parametrize("field, value", [("max_speed_deg_s", 0.0), ("jump_tolerance_deg", -1.0)])

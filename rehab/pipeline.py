@@ -26,6 +26,7 @@ import numpy as np
 
 from rehab.analysis.exercises import Exercise, get_exercise
 from rehab.analysis.gating import AngleGate
+from rehab.analysis.panel import panel_lines
 from rehab.analysis.reps import ExerciseRep, ExerciseTracker, RepState
 from rehab.analysis.summary import SessionSummary, summarize
 from rehab.core.angles import joint_angles
@@ -237,9 +238,11 @@ class Pipeline:
         out = anon.frame_bgr
         if s.draw.enabled:
             draw_frame(out, keypoints_px=smoothed.keypoints_px if found else None, scores=raw.scores,
-                       reliable=reliable, joint_set=self.joint_set, angles_deg=angles, rep_state=rep_state,
-                       exercise=self.exercise, min_score=min_score, draw_angle_values=s.draw.draw_angles,
-                       draw_rep_panel=s.draw.draw_panel, draw_unreliable=s.draw.draw_unreliable)
+                       reliable=reliable, joint_set=self.joint_set, angles_deg=angles, min_score=min_score,
+                       angle_names=self.exercise.angles if self.exercise is not None else None,
+                       panel=panel_lines(rep_state, self.exercise) if (
+                           s.draw.draw_panel and rep_state is not None and self.exercise is not None) else (),
+                       draw_angle_values=s.draw.draw_angles, draw_unreliable=s.draw.draw_unreliable)
         lap("draw")
         timings["total"] = (time.perf_counter() - t_start) * 1000.0
 

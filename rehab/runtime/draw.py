@@ -3,7 +3,8 @@
 Line widths and fonts scale with the frame height (designed at 720 px), so 480p and 1080p read alike.
 Colours say how sure the model is: confident joints and limbs go from red (at the reliability threshold)
 through yellow to green (score 1); unreliable ones are thin grey rings and lines, or left out.
-Drawing measures nothing: every number drawn is passed in.
+Drawing measures and counts nothing: every number and every line of text drawn is passed in (the pipeline
+composes the overlay from the analysis results, so drawing knows pixels, not exercises).
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from typing import Mapping, Sequence
 import cv2
 import numpy as np
 
-from rehab.analysis.exercises import Exercise
-from rehab.analysis.reps import RepState
 from rehab.core.angles import ANGLES_BY_NAME, get_angle
 from rehab.core.skeleton import JointSet
 
@@ -150,29 +149,6 @@ def draw_angles(img: np.ndarray, angles_deg: Mapping[str, float], keypoints_px: 
         put_text(img, text, _pt(org), style, background=True)
 
 
-def panel_lines(state: RepState, exercise: Exercise) -> list[str]:
-    lines = [exercise.title]
-    if exercise.bilateral:
-        lines.append(f"Reps: {state.count}")
-    else:
-        counts = " | ".join(f"{side[0].upper()} {n}" for side, n in state.counts_by_side.items())
-        lines.append(f"Reps: {counts}")
-    for side, rom in state.current_rom.items():
-        tag = side[0].upper() if side in ("left", "right") else side
-        if rom.known:
-            lines.append(f"{tag} ROM {rom.min_deg:.0f}-{rom.max_deg:.0f}° ({rom.span_deg:.0f}°)")
-        else:
-            lines.append(f"{tag} ROM --")
-    last = state.last_rep
-    if last is not None:
-        rep = last.repetition
-        text = f"Last #{last.number}: {rep.rom.span_deg:.0f}° in {rep.duration_s:.1f} s"
-        if last.symmetry is not None:
-            text += f", L-R {last.symmetry.difference_deg:+.0f}°"
-        lines.append(text)
-    return lines
-
-
 def draw_panel(img: np.ndarray, lines: Sequence[str], style: DrawStyle) -> None:
     """Lines of text top-left on a darkened panel; the second line (the count) is drawn larger."""
     if not lines:
@@ -196,16 +172,19 @@ def draw_panel(img: np.ndarray, lines: Sequence[str], style: DrawStyle) -> None:
 
 
 def draw_frame(img: np.ndarray, *, keypoints_px: np.ndarray | None, scores: np.ndarray | None,
-               reliable: np.ndarray | None, joint_set: JointSet, angles_deg: Mapping[str, float],
-               rep_state: RepState | None, exercise: Exercise | None, min_score: float,
-               draw_angle_values: bool = True, draw_rep_panel: bool = True, draw_unreliable: bool = True) -> np.ndarray:
-    """Draw onto ``img`` in place and return it."""
+               reliable: np.ndarray | None, joint_set: JointSet, angles_deg: Mapping[str, float], min_score: float,
+               angle_names: Sequence[str] | None = None, panel: Sequence[str] = (), draw_angle_values: bool = True,
+               draw_unreliable: bool = True) -> np.ndarray:
+    """Draw onto ``img`` in place and return it.
+
+    ``angle_names`` are the angles written at their joints (None: DEFAULT_ANGLES); ``panel`` the lines of
+    the top-left panel (nothing drawn when empty).
+    """
     style = DrawStyle.for_height(img.shape[0])
     if keypoints_px is not None and scores is not None and reliable is not None:
         draw_skeleton(img, keypoints_px, scores, reliable, joint_set, style, min_score, draw_unreliable)
         if draw_angle_values:
-            names = exercise.angles if exercise is not None else DEFAULT_ANGLES
+            names = DEFAULT_ANGLES if angle_names is None else angle_names
             draw_angles(img, angles_deg, keypoints_px, reliable, joint_set.joints, style, names)
-    if draw_rep_panel and rep_state is not None and exercise is not None:
-        draw_panel(img, panel_lines(rep_state, exercise), style)
+    draw_panel(img, panel, style)
     return img

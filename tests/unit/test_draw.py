@@ -10,7 +10,8 @@ from rehab.analysis.exercises import get_exercise
 from rehab.analysis.reps import ExerciseTracker
 from rehab.core.angles import joint_angles
 from rehab.core.skeleton import LSP14, joint_set_from_names
-from rehab.runtime.draw import GREY, DrawStyle, draw_frame, panel_lines, put_text, score_colour
+from rehab.analysis.panel import panel_lines
+from rehab.runtime.draw import GREY, DrawStyle, draw_frame, put_text, score_colour
 
 MIN_SCORE = 0.3
 
@@ -39,10 +40,10 @@ def draw(height_px: int, unreliable: tuple[str, ...] = (), **kwargs):
     exercise = get_exercise("squat")
     tracker = ExerciseTracker(exercise)
     for i, v in enumerate([5, 40, 80, 100, 60, 20, 5, 30]):
-        state = tracker.update({"left_knee_flexion": v, "right_knee_flexion": v * 0.9}, i * 0.3)
+        state = tracker.update({"left_knee_flexion": v, "right_knee_flexion": v * 0.9}, i * 0.25)
     out = draw_frame(frame.copy(), keypoints_px=kp, scores=scores, reliable=reliable,
-                     joint_set=joint_set_from_names(LSP14.joints), angles_deg=angles, rep_state=state,
-                     exercise=exercise, min_score=MIN_SCORE, **kwargs)
+                     joint_set=joint_set_from_names(LSP14.joints), angles_deg=angles, min_score=MIN_SCORE,
+                     angle_names=exercise.angles, panel=panel_lines(state, exercise), **kwargs)
     return frame, out, kp, state
 
 

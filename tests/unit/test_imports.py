@@ -27,3 +27,10 @@ def test_core_imports_no_torch_cv2_onnxruntime_or_streamlit(statement):
 def test_runtime_and_pipeline_import_no_torch():
     loaded = _loaded_after("import rehab.runtime.model, rehab.pipeline, rehab.cli")
     assert "torch" not in loaded
+
+
+def test_runtime_never_imports_analysis():
+    """Drawing knows pixels, not counting: the overlay is composed above both (in the pipeline)."""
+    modules = ("anonymize", "draw", "metadata", "model", "roi", "session", "smoothing", "video")
+    loaded = _loaded_after("import " + ", ".join(f"rehab.runtime.{m}" for m in modules))
+    assert not {m for m in loaded if m.startswith("rehab.analysis")}

@@ -47,7 +47,11 @@ def test_evaluate_writes_json_with_pck_pckh_and_angles(tiny_run, tmp_path, share
     assert lsp["dataset"] == "lsp:test:8:full_image" and lsp["num_images"] == 8 and lsp["flip_test"]
     assert len(lsp["pck"]["joints_in_mean"]) == 12 and 0 <= lsp["pck"]["mean"] <= 100
     assert set(lsp["angles_deg"]) == {"knee", "elbow", "hip", "shoulder"}
-    assert lsp["angles_deg"]["knee"]["count"] > 0
+    # Plumbing only: what a 2-epoch model predicts decides how many angles are defined (a collapsed pose has
+    # none); the angle maths is tested on known answers in tests/unit/test_train_evaluate.py.
+    for err in lsp["angles_deg"].values():
+        assert isinstance(err["count"], int) and 0 <= err["count"] <= 2 * lsp["num_images"]
+        assert (err["median_abs_deg"] is None) == (err["count"] == 0)
     assert mpii["num_images"] == 5 and mpii["pckh"]["mean"] is not None  # PCKh on MPII-style data
 
 

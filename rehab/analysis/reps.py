@@ -24,11 +24,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Mapping
 
 from rehab.analysis.exercises import Exercise
 
-PHASES = ("waiting", "rest", "active")
+class Phase(str, Enum):
+    """Where a counter is in a repetition (a str, so it compares and serialises as its name)."""
+
+    WAITING = "waiting"
+    REST = "rest"
+    ACTIVE = "active"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True)
@@ -75,7 +84,7 @@ class Repetition:
 @dataclass(frozen=True)
 class CounterState:
     count: int
-    phase: str
+    phase: Phase
     current_rom: RangeOfMotion  # since the end of the last repetition
     last_rep: Repetition | None
 
@@ -154,7 +163,7 @@ class RepCounter:
 
     def reset(self) -> None:
         self.count = 0
-        self.phase = "waiting"
+        self.phase = Phase.WAITING
         self.last_rep: Repetition | None = None
         self.rejected = 0  # active phases too short to count
         self.abandoned = 0  # cycles with the angle unmeasured for longer than max_gap_s
@@ -188,26 +197,26 @@ class RepCounter:
             return None
         if self.in_cycle and t_s - self._last_t > self.max_gap_s:
             self.abandoned += 1
-            self.phase = "waiting"
+            self.phase = Phase.WAITING
             self._left_rest_s = math.nan
         self._last_t = t_s
         in_rest = self._in_rest(value)
 
-        if self.phase == "waiting":
+        if self.phase == Phase.WAITING:
             if in_rest:
-                self.phase = "rest"
+                self.phase = Phase.REST
                 self._range.reset(value)
                 self._left_rest_s = math.nan
             return None
 
-        if self.phase == "rest":
+        if self.phase == Phase.REST:
             if in_rest:
                 self._left_rest_s = math.nan
             elif math.isnan(self._left_rest_s):
                 self._left_rest_s = t_s
             self._range.add(value, in_cycle=self.in_cycle)
             if self._past_enter(value):
-                self.phase = "active"
+                self.phase = Phase.ACTIVE
                 self._peak_s, self._peak_value = t_s, value
             return None
 
@@ -217,7 +226,7 @@ class RepCounter:
             self._peak_s, self._peak_value = t_s, value
         if not in_rest:
             return None
-        self.phase = "rest"
+        self.phase = Phase.REST
         duration = t_s - self._left_rest_s
         if duration < self.min_duration_s:
             self.rejected += 1
@@ -278,7 +287,7 @@ class RepState:
     exercise: str
     count: int
     counts_by_side: Mapping[str, int]
-    phase_by_side: Mapping[str, str]
+    phase_by_side: Mapping[str, Phase]
     # Per side ("left"/"right"), min/max since that side's last repetition ended.
     current_rom: Mapping[str, RangeOfMotion]
     last_rep: ExerciseRep | None
@@ -328,14 +337,14 @@ class ExerciseTracker:
 
     def _step(self, counter: RepCounter, value: float, t_s: float, side_values: Mapping[str, float]) -> Repetition | None:
         """Advance one counter and keep the per-side ranges in step with its windows."""
-        was_waiting = counter.phase == "waiting"
+        was_waiting = counter.phase == Phase.WAITING
         abandoned = counter.abandoned
         rep = counter.update(value, t_s)
         restarted = was_waiting or counter.abandoned != abandoned
         for side, side_value in side_values.items():
-            if restarted and counter.phase != "waiting":
+            if restarted and counter.phase != Phase.WAITING:
                 self._ranges[side].reset(side_value)
-            elif counter.phase != "waiting":
+            elif counter.phase != Phase.WAITING:
                 self._ranges[side].add(side_value, in_cycle=counter.in_cycle or rep is not None)
         return rep
 

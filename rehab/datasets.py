@@ -20,27 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from rehab.core.skeleton import LSP14, MPII16, JointSet
+from rehab.core.skeleton import COCO17, LSP14, MPII16, JointSet
 
 logger = logging.getLogger(__name__)
 
-LSP_NUM_IMAGES = 2000
 LSP_TRAIN_COUNT = 1000  # im0001-im1000 train, im1001-im2000 test (the standard split)
 
 # MPII, LSP and LSPET annotations are MATLAB 1-based pixel coordinates; subtract this once, in
 # matlab_to_zero_based.
 MATLAB_INDEX_BASE = 1.0
-
-COCO17 = JointSet(
-    name="coco17",
-    joints=("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-            "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
-            "left_knee", "right_knee", "left_ankle", "right_ankle"),
-    limbs=(("left_ankle", "left_knee"), ("left_knee", "left_hip"), ("right_ankle", "right_knee"),
-           ("right_knee", "right_hip"), ("left_hip", "right_hip"), ("left_shoulder", "left_hip"),
-           ("right_shoulder", "right_hip"), ("left_shoulder", "right_shoulder"), ("left_shoulder", "left_elbow"),
-           ("right_shoulder", "right_elbow"), ("left_elbow", "left_wrist"), ("right_elbow", "right_wrist")),
-)
 
 
 @dataclass(frozen=True, eq=False)

@@ -108,7 +108,19 @@ LSP14 = JointSet(
     ),
 )
 
-JOINT_SETS: dict[str, JointSet] = {s.name: s for s in (MPII16, LSP14)}
+# COCO person keypoints (the fixtures' COCO json): face points instead of a head top and neck.
+COCO17 = JointSet(
+    name="coco17",
+    joints=("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+            "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
+            "left_knee", "right_knee", "left_ankle", "right_ankle"),
+    limbs=(("left_ankle", "left_knee"), ("left_knee", "left_hip"), ("right_ankle", "right_knee"),
+           ("right_knee", "right_hip"), ("left_hip", "right_hip"), ("left_shoulder", "left_hip"),
+           ("right_shoulder", "right_hip"), ("left_shoulder", "right_shoulder"), ("left_shoulder", "left_elbow"),
+           ("right_shoulder", "right_elbow"), ("left_elbow", "left_wrist"), ("right_elbow", "right_wrist")),
+)
+
+JOINT_SETS: dict[str, JointSet] = {s.name: s for s in (MPII16, LSP14, COCO17)}
 
 # The 12 limb joints of the LSP PCK@0.2 protocol (head and neck left out).
 LIMB_JOINTS = (

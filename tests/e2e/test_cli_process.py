@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from rehab.analysis.exercises import EXERCISES
-from rehab.testclips import ClipSpec, write_clip
+from tests.synthetic_clips import ClipSpec, write_clip
 
 pytest.importorskip("onnx")
 from tests.e2e.browser_support import write_tiny_pose_model  # noqa: E402

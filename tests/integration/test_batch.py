@@ -29,7 +29,7 @@ from rehab.batch import (
     run_batch,
 )
 from rehab.core.skeleton import LSP14
-from rehab.testclips import ClipSpec, write_clip
+from tests.synthetic_clips import ClipSpec, write_clip
 
 pytest.importorskip("onnx")
 from tests.e2e.browser_support import write_tiny_pose_model  # noqa: E402

@@ -10,7 +10,7 @@ import pytest
 
 from rehab.batch import FRAMES_CSV, SUMMARY_JSON, BatchOptions, Cancelled, process_video
 from rehab.runtime.video import PREFETCH_THREAD_NAME, VideoError
-from rehab.testclips import ClipSpec, write_clip
+from tests.synthetic_clips import ClipSpec, write_clip
 
 pytest.importorskip("onnx")
 from tests.e2e.browser_support import write_tiny_pose_model

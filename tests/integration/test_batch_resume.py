@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from rehab.batch import DONE_FILE, LOCK_FILE, STAGING_DIR, check_complete
-from rehab.testclips import ClipSpec, write_clip
+from tests.synthetic_clips import ClipSpec, write_clip
 
 pytest.importorskip("onnx")
 from tests.e2e.browser_support import write_tiny_pose_model  # noqa: E402

@@ -9,7 +9,7 @@ The figure is drawn from a tiny kinematic model: ankles fixed on the floor, the 
 arms rising to the front. It is person-like (head, trunk, limbs of plausible proportions), not photographic;
 pass ``background_bgr`` (e.g. a photo) for a busier scene.
 
-    python -m rehab.testclips OUT.mp4 [--seconds 4] [--size 640x480] [--codec h264|vp9] [--rotation 90]
+    python -m tests.synthetic_clips OUT.mp4 [--seconds 4] [--size 640x480] [--codec h264|vp9] [--rotation 90]
 """
 
 from __future__ import annotations

@@ -37,6 +37,9 @@ class Exercise:
     # A cycle with its angle unmeasured for longer than this (joints unreliable, person out of view) is not
     # counted: a repetition needs the exercise's joints seen through it. At 30 fps, 0.3 s is 9 frames.
     max_gap_s: float = 0.3
+    # Starting point for the target range of the primary angle (degrees) shown live; the therapist sets the
+    # patient's own.
+    target_range_deg: tuple[int, int] = (0, 90)
 
     def __post_init__(self) -> None:
         if not self.angles:
@@ -53,6 +56,10 @@ class Exercise:
                              f"both are {self.enter_deg}")
         if not self.min_duration_s >= 0:
             raise ValueError(f"exercise {self.name!r}: min_duration_s must be >= 0, got {self.min_duration_s}")
+        lo, hi = self.target_range_deg
+        if not 0 <= lo < hi <= 180:
+            raise ValueError(f"exercise {self.name!r}: target_range_deg must be 0 <= low < high <= 180, got "
+                             f"{self.target_range_deg}")
         if not self.max_gap_s > 0:
             raise ValueError(f"exercise {self.name!r}: max_gap_s must be > 0, got {self.max_gap_s}")
 
@@ -60,6 +67,13 @@ class Exercise:
     def sides(self) -> tuple[str, ...]:
         """Side of each primary angle: "left", "right", or the angle's name when it has no side."""
         return tuple(side_of(a) for a in self.angles)
+
+    @property
+    def angle_label(self) -> str:
+        """The primary angle in words, without its side: "knee flexion", "shoulder abduction"."""
+        first = self.angles[0]
+        side = side_of(first)
+        return (first[len(side) + 1:] if side in SIDES else first).replace("_", " ")
 
     @property
     def active_high(self) -> bool:
@@ -102,6 +116,7 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in (
         name="shoulder_abduction", title="Shoulder abduction",
         angles=("left_shoulder_abduction", "right_shoulder_abduction"), enter_deg=70.0, exit_deg=35.0,
         min_duration_s=0.6, bilateral=False,
+        target_range_deg=(0, 120),
         description="Facing the camera, raise one arm sideways and lower it; each arm counted on its own.",
     ),
     Exercise(
@@ -114,6 +129,7 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in (
         name="elbow_curl", title="Elbow curl",
         angles=("left_elbow_flexion", "right_elbow_flexion"), enter_deg=90.0, exit_deg=45.0,
         min_duration_s=0.5, bilateral=False,
+        target_range_deg=(0, 130),
         description="Bend the elbow to bring the hand to the shoulder and lower it; each arm counted on its own.",
     ),
 )}

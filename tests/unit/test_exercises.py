@@ -128,3 +128,17 @@ def test_exercise_validation():
     for i, v in enumerate([0, 40, 40, 40, 40, 40, 40, 0]):
         state = tracker.update({"trunk_lean": v}, i * 0.1)
     assert state.count == 1
+
+
+def test_exercises_name_their_angle_in_words_and_a_target_to_start_from():
+    from rehab.analysis.exercises import EXERCISES, Exercise
+
+    assert EXERCISES["squat"].angle_label == "knee flexion"
+    assert EXERCISES["shoulder_abduction"].angle_label == "shoulder abduction"
+    assert EXERCISES["elbow_curl"].target_range_deg == (0, 130)
+    for exercise in EXERCISES.values():
+        lo, hi = exercise.target_range_deg
+        assert 0 <= lo < hi <= 180
+    with pytest.raises(ValueError, match="target_range_deg"):
+        Exercise(name="x", title="X", angles=("left_knee_flexion",), enter_deg=60, exit_deg=30, min_duration_s=0.5,
+                 bilateral=False, target_range_deg=(90, 10))

@@ -33,11 +33,6 @@ REFRESH_S = 0.7
 NO_VIDEO_AFTER_S = 8.0
 # Seconds without a new frame during a stream before the camera counts as stalled or disconnected.
 STALL_AFTER_S = 3.0
-# Starting points for the target range of each exercise's primary angle; the therapist sets the real one.
-TARGET_DEFAULTS_DEG = {
-    "squat": (0, 90), "sit_to_stand": (0, 90), "knee_extension": (0, 90),
-    "shoulder_abduction": (0, 120), "lateral_raise": (0, 90), "elbow_curl": (0, 130),
-}
 ANGLE_SLIDER_MAX_DEG = 180
 # Whole chart, axes included; the legend sits inside the plot (above the usual angles) to save room.
 CHART_HEIGHT_PX = 260
@@ -227,8 +222,8 @@ def render() -> None:
                             key="live.exercise", disabled=recording)
         exercise = EXERCISES[name]
     with controls[2]:
-        target = st.slider(f"Target range of {_label(exercise.angles[0]).replace('left ', '')} (°)", 0,
-                           ANGLE_SLIDER_MAX_DEG, TARGET_DEFAULTS_DEG.get(name, (0, 90)), key=f"live.target.{name}")
+        target = st.slider(f"Target range of {exercise.angle_label} (°)", 0, ANGLE_SLIDER_MAX_DEG,
+                           tuple(exercise.target_range_deg), key=f"live.target.{name}")
     st.caption(exercise.description)
     if not common.anonymize_enabled(settings):
         st.error("Face blurring is OFF for this browser session (Settings page): faces are visible on screen "

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import finish, machine
+from benchmarks.common import command_line, finish, machine
 from rehab.pipeline import Pipeline
 from rehab.runtime.model import PoseModel
 from rehab.settings import RuntimeSettings
@@ -65,8 +65,8 @@ def main(argv=None) -> dict:
                       f"pose ms search {score.search_ms:6.1f} / track {score.track_ms:5.1f}"
                       + (f"  off-person {row['skeleton_off_people_frames']}" if "skeleton_off_people_frames" in row
                          else ""))
-    return finish({"benchmark": "presence", "model": str(model.path), "machine": machine(threads=args.threads),
-                   "rows": rows}, args.json)
+    return finish({"benchmark": "presence", "command": command_line(), "model": str(model.path),
+                   "machine": machine(threads=args.threads), "rows": rows}, args.json)
 
 
 if __name__ == "__main__":

@@ -254,6 +254,27 @@ def goals_section(data: dict[str, dict], pipelines: list[dict]) -> list[str]:
     return lines
 
 
+def presence_section(r: dict) -> list[str]:
+    """Phantom skeletons, persons found and acquisition delay (bench_presence.py), as shipped vs presence ignored."""
+    lines = [f"### Nobody there, somebody entering ({machine_line(r['machine'])})", "",
+             f"`{r.get('command', 'python benchmarks/bench_presence.py')}`; truth: tests/presence_clips.py "
+             "(hand labels; clips built from real footage with person-free stretches).", "",
+             "| variant | clip | person found (present frames) | skeleton drawn (person-free frames) | "
+             "acquisition (frames after entry) | pose stage ms: searching / tracked |",
+             "|---|---|---|---|---|---|"]
+    def ms(v) -> str:
+        return "-" if v is None else f"{v:.1f}"
+
+    for row in r["rows"]:
+        absent = f"{row['phantom_rate']:.1%} of {row['absent_frames']}" if row["absent_frames"] else "-"
+        acq = ", ".join(str(a) for a in row["acquisition_frames"]) or "-"
+        off = row.get("skeleton_off_people_frames")
+        clip = row["clip"] + (f" (off every person on frames {off})" if off else "")
+        lines.append(f"| {row['variant']} | {clip} | {row['found_rate']:.1%} of {row['present_frames']} | {absent} | "
+                     f"{acq} | {ms(row['search_ms'])} / {ms(row['track_ms'])} |")
+    return lines
+
+
 def render(data: dict[str, dict]) -> str:
     pipelines = sorted((r for k, r in data.items() if k.startswith("pipeline")),
                        key=lambda r: (r["size"][0] * r["size"][1], r["clip"], r["record"], not is_shipped(r),
@@ -269,6 +290,8 @@ def render(data: dict[str, dict]) -> str:
         parts.append(training_section(data["training"]))
     if "peer" in data:
         parts.append(peer_section(data["peer"]))
+    if "presence" in data:
+        parts.append(presence_section(data["presence"]))
     return "\n\n".join("\n".join(p) for p in parts if p) or "(no results yet: run benchmarks/run_all.sh)"
 
 

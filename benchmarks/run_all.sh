@@ -69,6 +69,7 @@ fi
 
 echo "== 3. accuracy ($(uptime))"
 run "$PYTHON" benchmarks/bench_peer.py --subpixel --skip-video --json "$RESULTS/peer_lsp.json"
+run "$PYTHON" benchmarks/bench_presence.py --json "$RESULTS/presence.json"
 
 echo "== 4. table"
 run "$PYTHON" benchmarks/make_table.py --results "$RESULTS"

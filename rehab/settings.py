@@ -1,14 +1,17 @@
 """Runtime settings: one frozen dataclass per stage, defaults in code, an optional YAML/dict override.
 
-Units are in the field names. ``RuntimeSettings.from_dict`` rejects unknown keys with the list of known ones,
-so a typo in a settings file is an error, not a silently ignored value.
+Units are in the field names. ``RuntimeSettings.from_dict`` (rehab.core.config, the loader training configs use too) rejects unknown keys
+naming the nearest known one and values of the wrong type, so a typo in a settings file is an error, not a
+silently ignored value.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+
+from rehab.core.config import from_dict, read_yaml_mapping
 
 
 @dataclass(frozen=True)
@@ -176,19 +179,11 @@ class RuntimeSettings:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "RuntimeSettings":
         """Settings from a nested mapping (e.g. parsed YAML); missing keys keep their defaults."""
-        return _from_dict(cls, data or {}, "settings")
+        return from_dict(cls, dict(data or {}), "settings")
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "RuntimeSettings":
-        import yaml
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"settings file not found: {path}")
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        if data is not None and not isinstance(data, Mapping):
-            raise ValueError(f"settings file {path} must hold a mapping at the top level, got {type(data).__name__}")
-        return cls.from_dict(data)
+        return cls.from_dict(read_yaml_mapping(path, "settings file"))
 
     def with_overrides(self, **sections: Mapping[str, Any]) -> "RuntimeSettings":
         """A copy with some fields changed, e.g. ``with_overrides(anonymize={"enabled": False})``."""
@@ -198,23 +193,6 @@ class RuntimeSettings:
                 raise ValueError(f"unknown settings section {section!r}; known: {', '.join(merged)}")
             merged[section] = {**merged[section], **dict(values)}
         return RuntimeSettings.from_dict(merged)
-
-
-def _from_dict(cls, data: Mapping[str, Any], where: str):
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{where} must be a mapping, got {type(data).__name__}")
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ValueError(f"unknown key(s) {', '.join(unknown)} in {where}; known: {', '.join(known)}")
-    values = {}
-    for name, value in data.items():
-        default = getattr(cls(), name)
-        if is_dataclass(default):
-            values[name] = _from_dict(type(default), value, f"{where}.{name}")
-        else:
-            values[name] = value
-    return replace(cls(), **values) if values else cls()
 
 
 def _positive(obj, *names: str) -> None:

@@ -8,17 +8,16 @@ joint names, the data root) so that the config saved with a checkpoint says exac
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import os
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
+# The strict loader is rehab.core's (one copy for training configs, runtime and app settings); its names are
+# re-exported here for the training code.
+from rehab.core.config import ConfigError, from_dict, parse_override, read_yaml_mapping, set_dotted, to_dict  # noqa: F401
 from rehab.core.skeleton import get_joint_set
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -188,125 +187,6 @@ class Config:
 
 # ----------------------------------------------------------------------------------------------
 # dict <-> dataclass with strict keys
-
-
-class ConfigError(ValueError):
-    """A config file or override that does not fit the schema."""
-
-
-def _nearest(key: str, valid: list[str]) -> str:
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.4)
-    return f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"
-
-
-def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return args[0], True
-    return tp, False
-
-
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    tp, optional = _unwrap_optional(tp)
-    if value is None:
-        if optional:
-            return None
-        raise ConfigError(f"{where} may not be null")
-    if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, where)
-    origin = typing.get_origin(tp)
-    if origin is list:
-        (item_tp,) = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} must be a list, got {value!r}")
-        return [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where} must be true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-            raise ConfigError(f"{where} must be an integer, got {value!r}")
-        return int(value)
-    if tp is float:
-        if isinstance(value, str):
-            # PyYAML reads 1e-4 (no dot) as a string, a YAML 1.1 quirk; accept it as the number it means.
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} must be a string, got {value!r}")
-        return value
-    raise ConfigError(f"{where}: unsupported type {tp}")
-
-
-def from_dict(cls: type, data: Any, where: str = "config") -> Any:
-    """Build dataclass ``cls`` from a mapping; unknown keys raise naming the nearest valid key."""
-    if isinstance(data, cls):
-        return data
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where} must be a mapping of keys to values, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in data.items():
-        if key not in names:
-            raise ConfigError(f"unknown config key {where}.{key}{_nearest(str(key), names)}")
-        kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
-    return cls(**kwargs)
-
-
-def to_dict(cfg: Any) -> dict:
-    return dataclasses.asdict(cfg)
-
-
-def set_dotted(data: dict, dotted: str, value: Any, cls: type) -> None:
-    parts = dotted.split(".")
-    node, node_cls = data, cls
-    for i, part in enumerate(parts):
-        names = [f.name for f in dataclasses.fields(node_cls)]
-        if part not in names:
-            prefix = ".".join(parts[:i]) or "config"
-            raise ConfigError(f"unknown config key {prefix}.{part}{_nearest(part, names)}")
-        if i == len(parts) - 1:
-            node[part] = value
-            return
-        hint, _ = _unwrap_optional(typing.get_type_hints(node_cls)[part])
-        if not dataclasses.is_dataclass(hint):
-            raise ConfigError(f"{'.'.join(parts[:i + 1])} is a value, not a section; cannot set {dotted}")
-        node = node.setdefault(part, {})
-        node_cls = hint
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """``key.sub=value`` with the value parsed as YAML (numbers, booleans, lists, null)."""
-    if "=" not in text:
-        raise ConfigError(f"override {text!r} must look like section.key=value")
-    key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
-
-
-def read_yaml_mapping(path: str | os.PathLike[str] | None, what: str = "config file") -> dict:
-    """The mapping in a YAML file (empty for None or an empty file); clear errors name the file."""
-    if path is None:
-        return {}
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
-    try:
-        loaded = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from None
-    if loaded is not None and not isinstance(loaded, dict):
-        raise ConfigError(f"{what} {path} must hold a mapping of keys, got {type(loaded).__name__}")
-    return loaded or {}
 
 
 def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:

@@ -88,7 +88,7 @@ def test_nothing_can_run_exits_2_with_one_clear_line(tmp_path, model):
     typo = tmp_path / "settings.yaml"
     typo.write_text("anonymise:\n  enabled: false\n")
     cases = {
-        "settings typo": (["--settings", str(typo)], r"error: unknown key\(s\) anonymise in settings"),
+        "settings typo": (["--settings", str(typo)], r"error: unknown key settings\.anonymise"),
         "unknown exercise": (["--exercise", "squats"], r"error: unknown exercise 'squats'; known: squat, sit_to_stand"),
         # Root ignores file permissions; /sys refuses new folders even to root.
         "unwritable output": (["--out", "/sys/rehab-e2e-out"], r"error: cannot write to the output folder /sys/rehab-e2e-out"),

@@ -29,14 +29,18 @@ def test_round_trip_through_yaml(tmp_path):
 
 
 def test_unknown_keys_are_named():
-    with pytest.raises(ValueError, match=r"unknown key\(s\) smoothnes in settings; known: smoothing"):
+    with pytest.raises(ValueError, match=r"unknown key settings\.smoothnes; did you mean 'smoothing'"):
         RuntimeSettings.from_dict({"smoothnes": {}})
-    with pytest.raises(ValueError, match=r"unknown key\(s\) blur in settings.anonymize"):
+    with pytest.raises(ValueError, match=r"unknown key settings\.anonymize\.blur"):
         RuntimeSettings.from_dict({"anonymize": {"blur": 3}})
     with pytest.raises(ValueError, match="unknown settings section"):
         RuntimeSettings().with_overrides(colours={})
     with pytest.raises(ValueError, match="must be a mapping"):
         RuntimeSettings.from_dict({"roi": 3})
+    with pytest.raises(ValueError, match=r"settings\.roi\.min_joints must be an integer"):
+        RuntimeSettings.from_dict({"roi": {"min_joints": "four"}})
+    with pytest.raises(ValueError, match=r"settings\.roi: .*min_joints must be >= 2"):
+        RuntimeSettings.from_dict({"roi": {"min_joints": 1}})
 
 
 def test_bad_values_are_named(tmp_path):
@@ -50,7 +54,7 @@ def test_bad_values_are_named(tmp_path):
         RuntimeSettings.from_yaml(tmp_path / "nope.yaml")
     listy = tmp_path / "list.yaml"
     listy.write_text("- 1\n- 2\n")
-    with pytest.raises(ValueError, match="mapping at the top level"):
+    with pytest.raises(ValueError, match="list.yaml must hold a mapping of keys, got list"):
         RuntimeSettings.from_yaml(listy)
 
 

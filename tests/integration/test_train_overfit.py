@@ -6,30 +6,22 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
-from train.config import data_root, load_config, resolve
-from train.engine import fit, seed_everything
-from train.evaluate import evaluate_model
-from train.model import build_model
-from train.plots import read_log
-
-EPOCHS = 10
-TINY = [
-    "model.input_size=[128, 128]", "model.heatmap_size=[32, 32]", "model.deconv_filters=64",
-    "data.train=[{kind: lsp, path: data/lsp, split: train, limit: 64}]",
-    "data.val=[{kind: lsp, path: data/lsp, split: train, limit: 64}]",
-    "augment.preset=none", "optim.lr_milestones=[]", "train.batch_size=16", "train.progress=false",
-    "train.threads=2", "eval.batch_size=64", f"train.epochs={EPOCHS}",
-    f"train.val_every={EPOCHS}",  # validate once, at the end; the starting PCK is measured below
-]
+from tests.tiny_train import OVERFIT_EPOCHS, OVERFIT_TRAIN
 
 
 @pytest.mark.slow
-def test_short_run_overfits_64_lsp_images(shared_dir, require_data, tmp_path):
+def test_short_run_overfits_64_lsp_images(shared_dir, require_data, tmp_path, record_property):
     require_data(shared_dir / "data/lsp/joints.mat")
     require_data(shared_dir / "weights/mobilenet_v2-b0353104.pth")
-    cfg = load_config(None, TINY + [f"data.root={shared_dir}"])
+    torch = pytest.importorskip("torch", reason="training needs the [train] extra")
+    from train.config import data_root, load_config, resolve
+    from train.engine import fit, seed_everything
+    from train.evaluate import evaluate_model
+    from train.model import build_model
+    from train.plots import read_log
+
+    cfg = load_config(None, OVERFIT_TRAIN + [f"data.root={shared_dir}"])
     resolved = resolve(cfg)
     torch.set_num_threads(resolved.train.threads)
     seed_everything(resolved.train.seed)  # the same initial weights fit() starts from
@@ -37,13 +29,12 @@ def test_short_run_overfits_64_lsp_images(shared_dir, require_data, tmp_path):
     before = evaluate_model(initial, resolved, resolved.data.val, progress=False)[0].pck["mean"]
     start = time.perf_counter()
     fit(cfg, tmp_path / "run")
-    seconds = time.perf_counter() - start
     log = read_log(tmp_path / "run" / "log.csv")
-    assert len(log["epoch"]) == EPOCHS
+    record_property("overfit", f"{time.perf_counter() - start:.0f} s, loss {log['train_loss'][0]:.2e} -> "
+                               f"{log['train_loss'][-1]:.2e}, PCK {before:.1f} -> {log['val_pck'][-1]:.1f}")
+    assert len(log["epoch"]) == OVERFIT_EPOCHS
     assert log["train_loss"][-1] < 0.6 * log["train_loss"][0]
     assert np.all(np.isnan(log["val_pck"][:-1]))
     after = log["val_pck"][-1]
     assert after > before + 15, (before, after)
     assert (tmp_path / "run" / "best.pt").is_file() and (tmp_path / "run" / "config.yaml").is_file()
-    print(f"overfit run: {seconds:.0f} s, loss {log['train_loss'][0]:.2e} -> {log['train_loss'][-1]:.2e}, "
-          f"PCK {before:.1f} -> {after:.1f}")

@@ -220,6 +220,12 @@ def goals_section(data: dict[str, dict], pipelines: list[dict]) -> list[str]:
             lines.append(f"| >= {GOAL_PEER_SPEED_RATIO}x MediaPipe full's FPS at higher PCK ({label}) | "
                          f"{ratio:.2f}x FPS; PCK@0.2 {pck_ours:.1f} vs {pck_theirs:.1f} | "
                          f"speed {_ok(ratio >= GOAL_PEER_SPEED_RATIO)}, accuracy {_ok(pck_ours > pck_theirs)} |")
+    for peer_name in ("mediapipe_full_det0.1", "mediapipe_heavy_det0.1"):
+        if lsp.get("ours_fp32") and lsp.get(peer_name):
+            ours_pck, peer_pck = lsp["ours_fp32"]["pck"], lsp[peer_name]["pck"]
+            lines.append(f"| LSP test PCK@0.2 above {peer_name.split('_')[1]} MediaPipe at its best (person detection "
+                         f">= 0.1, {lsp[peer_name]['found']}/{lsp[peer_name]['images']} found) | "
+                         f"{ours_pck:.1f} vs {peer_pck:.1f} | {_ok(ours_pck > peer_pck)} |")
     inference = data.get("inference")
     runs = [r for k, r in sorted(data.items()) if k == "inference" or k.startswith("inference_")]
     for run in runs:

@@ -281,7 +281,7 @@ def _record_controls(settings, live: LiveSession, pseudonym, exercise, target, p
     if st.button("● Record", disabled=not playing or pseudonym is None,
                  help="Saves the anonymised, annotated video (H.264), its frames table and a summary, and adds "
                       "the session to the patient's history."):
-        out = common.new_output_dir(settings, "recordings", pseudonym, exercise.name)
+        out = common.new_output_dir(settings, "recordings")
         live.start_recording(out, exercise.name, info={
             "pseudonym": pseudonym, "model": model.info.name, "target_range_deg": list(target),
             "anonymized": common.anonymize_enabled(settings)})

@@ -76,7 +76,7 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX audit_by_time ON audit(at);
     """,
 )
-AUDIT_ACTIONS = ("login", "logout", "record", "analyse", "view", "export", "add_patient")
+AUDIT_ACTIONS = ("login", "logout", "record", "analyse", "view", "export")
 # A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...), +1, -1, @SUM(1)),
 # and tab or carriage return let the next character start one: such a cell is written with a leading quote.
 CSV_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

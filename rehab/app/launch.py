@@ -188,6 +188,9 @@ def run_server(command: list[str], env: dict[str, str]) -> int:
             process.wait()
     if stop_requested:
         log.info("dashboard stopped (%s)", stop_requested[0][0])
+        # uvicorn closes cleanly, then re-raises the signal it was stopped by: that is a clean stop we asked for.
+        if code in (-signal.SIGTERM, -signal.SIGINT):
+            return 0
     return code
 
 

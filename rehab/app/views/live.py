@@ -177,10 +177,11 @@ def _register(settings, result: RecordingResult) -> None:
         output_dir=str(result.output_dir), model=model_name, summary=dict(result.summary))
     try:
         with store:
-            store.add_session(record)
+            session_id = store.add_session(record)
     except StoreError as err:
         st.error(f"The recording was saved in {result.output_dir} but could not be added to the history: {err}")
         return
+    common.audit(settings, "record", pseudonym, session_id, detail=f"live recording, {result.duration_s:.0f} s")
     st.session_state[LAST_RECORDING_KEY] = (result, pseudonym)
 
 

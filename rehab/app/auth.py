@@ -223,7 +223,8 @@ class SessionSigner:
         if not token or token.count(".") != 1:
             return None
         body, mac = token.split(".")
-        if not hmac.compare_digest(mac, self._mac(body)):
+        # As bytes: a cookie may carry any character, and compare_digest refuses non-ASCII strings.
+        if not hmac.compare_digest(mac.encode("utf-8", "replace"), self._mac(body).encode("ascii")):
             return None
         try:
             claims = json.loads(_unb64(body))

@@ -194,7 +194,7 @@ class Gateway:
             await asyncio.sleep(self.throttle.policy.failure_delay_s)
             message = (f"Too many failed attempts. Try again in {lockout:.0f} s." if lockout
                        else "Wrong user name or password.")
-            return HTMLResponse(login_page(target, message), status_code=429 if lockout else 401,
+            return HTMLResponse(login_page(target, message, user), status_code=429 if lockout else 401,
                                 headers=_NO_STORE)
         self.throttle.succeeded(client)
         token, session = self.signer.issue(user)
@@ -348,7 +348,7 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
-def login_page(next_path: str = "/", message: str | None = None) -> str:
+def login_page(next_path: str = "/", message: str | None = None, user: str = "") -> str:
     """The login form: self-contained (no scripts, no external files), so it loads before any login."""
     error = f'<p class="error" role="alert">{html.escape(message)}</p>' if message else ""
     action = html.escape(f"{LOGIN_PATH}?{urllib.parse.urlencode({'next': next_path})}", quote=True)
@@ -372,7 +372,7 @@ button {{margin-top: 1.4rem; width: 100%; padding: .6rem; font-size: 1rem; borde
 {error}
 <form method="post" action="{action}">
 <label for="user">User name</label>
-<input id="user" name="user" autocomplete="username" required autofocus>
+<input id="user" name="user" autocomplete="username" required autofocus value="{html.escape(user[:64], quote=True)}">
 <label for="password">Password</label>
 <input id="password" name="password" type="password" autocomplete="current-password" required>
 <button type="submit">Log in</button>

@@ -8,6 +8,7 @@ and the gateway (accounts, session secret) is built from the same settings the p
 
 import logging
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ import streamlit as st
 
 from rehab.app import gateway
 from rehab.app.auth import AuthError
+from rehab.app.common import TEMP_DIR
 from rehab.app_settings import AppSettings
 from rehab.store import make_private_dir
 
@@ -30,8 +32,14 @@ os.umask(PRIVATE_UMASK)
 # systemd and terminals send SIGHUP; uvicorn shuts down cleanly on SIGTERM only, so pass it on as that.
 signal.signal(signal.SIGHUP, lambda signum, frame: os.kill(os.getpid(), signal.SIGTERM))
 try:
+    if st.get_option("server.baseUrlPath"):
+        # The gateway's route rules (media, uploads, health) are written for paths at the root.
+        raise ValueError("server.baseUrlPath is not supported; serve the dashboard at the root of its address "
+                         "(a reverse proxy can map a sub-path to it)")
     _settings = AppSettings.load()
     make_private_dir(Path(_settings.data_dir))
+    # Uploads left by a server that was killed mid-analysis: nobody will finish them, and they are unblurred.
+    shutil.rmtree(Path(_settings.data_dir) / TEMP_DIR, ignore_errors=True)
     _gateway = gateway.build_gateway(_settings).install()
 except (AuthError, ValueError, OSError) as _err:
     # `rehab app` checks all of this before starting the server; this is for a hand-started server.

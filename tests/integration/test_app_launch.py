@@ -7,12 +7,13 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from rehab.app.launch import SERVER_FILE, LaunchError, build_command, check_bind, check_tls, prepare
 from rehab.app_settings import AppSettings, is_loopback
-from tests.e2e.browser_support import free_port
+from tests.e2e.browser_support import free_port, write_self_signed_cert
 
 STARTUP_TIMEOUT_S = 30.0
 
@@ -38,35 +39,9 @@ def test_listening_beyond_localhost_needs_an_account_and_tls(monkeypatch, tmp_pa
     check_bind("0.0.0.0", AppSettings.load(), insecure_http=True)
 
 
-def _self_signed(tmp_path, name: str = "server") -> tuple:
-    """A real self-signed certificate and key for 127.0.0.1 (PEM), made with `cryptography`."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rehab test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 def test_tls_files_are_checked_before_start(tmp_path):
-    cert, key = _self_signed(tmp_path)
-    other_cert, other_key = _self_signed(tmp_path, "other")
+    cert, key = write_self_signed_cert(tmp_path)
+    other_cert, other_key = write_self_signed_cert(tmp_path, "other")
     assert check_tls(None, None) is None
     assert check_tls(cert, key).certfile == cert.resolve()
     with pytest.raises(LaunchError, match="go together"):
@@ -163,3 +138,17 @@ def test_launch_starts_a_server_that_answers(tmp_path):
         # The launcher and the Streamlit child share a new session: stop both.
         os.killpg(server.pid, 15)
         server.wait(15)
+
+
+def test_data_lives_in_the_per_user_data_folder_by_default(monkeypatch, tmp_path):
+    import platformdirs
+
+    for name in ("REHAB_APP_DATA_DIR", "REHAB_APP_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    default = AppSettings.load().data_dir
+    assert default == Path(platformdirs.user_data_dir("rehab-pose", appauthor=False))
+    assert default.is_absolute() and tmp_path not in default.parents
+    monkeypatch.setenv("REHAB_APP_DATA_DIR", str(tmp_path / "elsewhere"))
+    assert AppSettings.load().data_dir == tmp_path / "elsewhere"
+    assert AppSettings.load().users_path == tmp_path / "elsewhere" / "users.json"

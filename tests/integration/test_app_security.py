@@ -49,6 +49,8 @@ class Server:
     port: int
     data_dir: Path
     log_path: Path
+    # The certificate to trust when the server serves HTTPS.
+    ca: Path | None = None
 
     def server_pid(self) -> int:
         """The Streamlit child of the launcher."""
@@ -59,7 +61,8 @@ class Server:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
 
-def _start(tmp: Path, extra_env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Server:
+def _start(tmp: Path, extra_env: dict[str, str] | None = None, args: tuple[str, ...] = (),
+           ca: Path | None = None) -> Server:
     data_dir = tmp / "data"
     add_user(data_dir / "users.json", USER, PASSWORD)
     add_user(data_dir / "users.json", OTHER_USER, OTHER_PASSWORD)
@@ -71,7 +74,7 @@ def _start(tmp: Path, extra_env: dict[str, str] | None = None, args: tuple[str, 
     log_path = tmp / "server.log"
     process = subprocess.Popen([sys.executable, "-c", "from rehab.cli import main; main()", "app", "--port", str(port), *args], env=env,
                                stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-    server = Server(process, port, data_dir, log_path)
+    server = Server(process, port, data_dir, log_path, ca)
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         assert process.poll() is None, server.log()
@@ -102,7 +105,13 @@ def server(tmp_path_factory):
 
 def _request(server: Server, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
              timeout: float = 30.0) -> tuple[int, dict, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
+    if server.ca is not None:
+        import ssl
+
+        conn = http.client.HTTPSConnection("127.0.0.1", server.port, timeout=timeout,
+                                           context=ssl.create_default_context(cafile=str(server.ca)))
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         reply = conn.getresponse()
@@ -129,7 +138,9 @@ PAGE_ROUTES = ["/", "/history", "/video", "/favicon.png"]
 API_ROUTES = [("GET", "/_stcore/metrics"), ("GET", "/_stcore/host-config"), ("GET", "/media/0123abcd.mp4"),
               ("GET", "/media/0123abcd.csv"), ("GET", "/static/js/index.js"),
               ("GET", "/component/streamlit_webrtc.component/index.html"),
-              ("PUT", "/_stcore/upload_file/some-session/some-file"), ("GET", "/_stcore/script-health-check")]
+              ("PUT", "/_stcore/upload_file/some-session/some-file"), ("GET", "/_stcore/script-health-check"),
+              ("GET", "/_stcore/bidi-components/x/index.js"), ("GET", "/_stcore/agent/openapi.json"),
+              ("POST", "/_stcore/agent/interact"), ("GET", "/app/static/x.png"), ("GET", "/auth/login")]
 
 
 def test_without_a_session_every_route_is_refused(server):
@@ -138,7 +149,7 @@ def test_without_a_session_every_route_is_refused(server):
         status, headers, _ = _request(server, "GET", path)
         assert status == 303 and headers["location"].startswith("/login?next="), (path, status)
     for method, path in API_ROUTES:
-        status, _, body = _request(server, method, path, body=b"x" if method == "PUT" else None)
+        status, _, body = _request(server, method, path, body=b"x" if method in ("PUT", "POST") else None)
         assert status == 401, (method, path, status, body[:200])
     # The login page itself is served, self-contained (no script, nothing from elsewhere).
     status, headers, body = _request(server, "GET", "/login")
@@ -385,3 +396,31 @@ def _unb64(text: str) -> bytes:
     import base64
 
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def test_tls_serves_https_with_a_secure_cookie_and_plain_http_beyond_localhost_is_refused(tmp_path):
+    from tests.e2e.browser_support import write_self_signed_cert
+
+    cert, key = write_self_signed_cert(tmp_path)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("REHAB_APP_")}
+    add_user(tmp_path / "refused" / "users.json", USER, PASSWORD)
+    refused = subprocess.run([sys.executable, "-c", "from rehab.cli import main; main()", "app", "--host",
+                              "0.0.0.0", "--port", str(free_port())],
+                             env={**base, "REHAB_APP_DATA_DIR": str(tmp_path / "refused")}, capture_output=True,
+                             text=True, timeout=60)
+    assert refused.returncode == 2 and "over plain HTTP" in refused.stderr, refused.stderr
+
+    server = _start(tmp_path, args=("--certfile", str(cert), "--keyfile", str(key)), ca=cert)
+    try:
+        status, headers = _login(server)
+        attributes = [a.strip().lower() for a in headers["set-cookie"].split(";")]
+        assert status == 303 and "secure" in attributes and "httponly" in attributes
+        cookie = headers["set-cookie"].split(";", 1)[0]
+        assert _request(server, "GET", "/_stcore/host-config", headers={"Cookie": cookie})[0] == 200
+        assert _request(server, "GET", "/_stcore/host-config")[0] == 401
+        # Plain HTTP to the TLS port gets no page.
+        plain = Server(server.process, server.port, server.data_dir, server.log_path)
+        with pytest.raises((http.client.HTTPException, OSError)):
+            _request(plain, "GET", "/login")
+    finally:
+        _stop(server)

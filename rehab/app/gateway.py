@@ -171,17 +171,20 @@ class Gateway:
 
         target = _safe_next(request.query_params.get("next"))
         if request.method == "GET":
-            return HTMLResponse(login_page(target), headers=_NO_STORE)
+            return HTMLResponse(login_page(target), headers=_LOGIN_HEADERS)
+        if not _same_origin(request.scope):
+            # Another site's form posting here (login CSRF: the browser would end up in the attacker's account).
+            return HTMLResponse(login_page(target, "Log in from this page."), status_code=403, headers=_LOGIN_HEADERS)
         client = _client(request.scope)
         locked = self.throttle.locked_for_s(client)
         if locked > 0:
             log.warning("login from %s refused: locked out for %.0f s more", client, locked)
             return HTMLResponse(login_page(target, f"Too many failed attempts. Try again in {locked:.0f} s."),
-                                status_code=429, headers={**_NO_STORE, "Retry-After": str(int(locked) + 1)})
+                                status_code=429, headers={**_LOGIN_HEADERS, "Retry-After": str(int(locked) + 1)})
         body = await _read_limited(request, LOGIN_BODY_MAX_BYTES)
         if body is None:
             return HTMLResponse(login_page(target, "The login form was too large."), status_code=413,
-                                headers=_NO_STORE)
+                                headers=_LOGIN_HEADERS)
         form = urllib.parse.parse_qs(body.decode("utf-8", "replace"), max_num_fields=4)
         user = (form.get("user") or [""])[0].strip()
         password = (form.get("password") or [""])[0]
@@ -195,7 +198,7 @@ class Gateway:
             message = (f"Too many failed attempts. Try again in {lockout:.0f} s." if lockout
                        else "Wrong user name or password.")
             return HTMLResponse(login_page(target, message, user), status_code=429 if lockout else 401,
-                                headers=_NO_STORE)
+                                headers=_LOGIN_HEADERS)
         self.throttle.succeeded(client)
         token, session = self.signer.issue(user)
         log.info("%s logged in from %s", user, client)
@@ -276,6 +279,8 @@ class AuthMiddleware:
 # Multipart framing (boundary lines, headers) around the file in an upload's body.
 UPLOAD_FRAMING_BYTES = 64 * 1024
 _NO_STORE = {"cache-control": "no-store"}
+# The login form is never shown inside another site's frame (clickjacking).
+_LOGIN_HEADERS = {**_NO_STORE, "x-frame-options": "DENY", "content-security-policy": "frame-ancestors 'none'"}
 
 
 async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
@@ -323,6 +328,14 @@ def _is_https(scope: Scope) -> bool:
     # A TLS-terminating proxy in front (README) says so in X-Forwarded-Proto; the flag only makes the cookie
     # stricter, so trusting it costs nothing.
     return scope.get("scheme") in ("https", "wss") or (_header(scope, b"x-forwarded-proto") or "") == "https"
+
+
+def _same_origin(scope: Scope) -> bool:
+    """No Origin header (an old browser, a script) or one naming this very host."""
+    origin = _header(scope, b"origin")
+    if origin is None:
+        return True
+    return urllib.parse.urlsplit(origin).netloc == (_header(scope, b"host") or "")
 
 
 def _resumed_session(scope: Scope) -> str | None:

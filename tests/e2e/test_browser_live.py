@@ -119,6 +119,11 @@ def test_live_page_processes_the_camera_records_and_plays_back(tmp_path, shared_
     assert "/login" not in seen["logged_in_at"]
     assert seen["media_with_cookie"] == 200 and seen["media_without_cookie"] == 401, seen
     assert seen["mode_problems"] == [], seen["mode_problems"]
+    from rehab.store import Store
+
+    with Store(data_dir) as store:
+        trail = {(e["user"], e["action"], e["pseudonym"]) for e in store.audit_log()}
+    assert (bs.TEST_USER, "record", "P-E2E") in trail and (bs.TEST_USER, "login", None) in trail, trail
 
     # With no camera at all, the browser's error and the page's explanation show, and the app keeps running.
     no_camera = seen["no_camera"]

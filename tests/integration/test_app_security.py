@@ -154,7 +154,12 @@ def test_without_a_session_every_route_is_refused(server):
     # The login page itself is served, self-contained (no script, nothing from elsewhere).
     status, headers, body = _request(server, "GET", "/login")
     assert status == 200 and b'name="password"' in body and b"<script" not in body
-    assert headers["cache-control"] == "no-store"
+    assert headers["cache-control"] == "no-store" and headers["x-frame-options"] == "DENY"
+    # Another site's form cannot log a browser in (login CSRF), and an oversized form is not a login.
+    form = urllib.parse.urlencode({"user": USER, "password": PASSWORD}).encode()
+    assert _request(server, "POST", "/login", form, {"Origin": "https://evil.example",
+                                                     "Content-Type": "application/x-www-form-urlencoded"})[0] == 403
+    assert _request(server, "POST", "/login", b"user=" + b"a" * 10_000)[0] == 413
 
 
 def _ws_connect(server: Server, cookie: str | None, resume: str | None = None):

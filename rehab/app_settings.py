@@ -82,13 +82,18 @@ class AppSettings:
 
     @property
     def password_required(self) -> bool:
-        """Whether a login is configured: the shared password or a users file with accounts in it."""
+        """Whether a login is configured: the shared password or at least one account in the users file.
+
+        An unusable users file counts as configured (never as "open"): starting refuses it with its error.
+        """
         if self.password:
             return True
+        from rehab.app.auth import AuthError, read_users
+
         try:
-            return self.users_path.stat().st_size > 0
-        except OSError:
-            return False
+            return bool(read_users(self.users_path))
+        except AuthError:
+            return True
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "app settings") -> AppSettings:

@@ -69,6 +69,9 @@ def enforce_access(settings: AppSettings) -> str:
             st.stop()
         return LOCAL_USER
     if not gw.enabled:
+        if not is_loopback(address):  # the server refuses to start so; this is the page's own check
+            st.error("No account is configured, so this dashboard opens on localhost only.")
+            st.stop()
         return LOCAL_USER
     login = gw.session_from_token(st.context.cookies.get(gateway.COOKIE_NAME))
     ctx = get_script_run_ctx()

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from typing import Any
 
-from rehab.app.auth import Accounts, LoginSession, LoginThrottle, SessionSigner, ThrottlePolicy
+from rehab.app.auth import SHARED_ACCOUNT, Accounts, LoginSession, LoginThrottle, SessionSigner, ThrottlePolicy
 from rehab.app_settings import AppSettings
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ class Gateway:
 
         target = _safe_next(request.query_params.get("next"))
         if request.method == "GET":
-            return HTMLResponse(login_page(target), headers=_LOGIN_HEADERS)
+            return HTMLResponse(login_page(target, user=self._only_account()), headers=_LOGIN_HEADERS)
         if not _same_origin(request.scope):
             # Another site's form posting here (login CSRF: the browser would end up in the attacker's account).
             return HTMLResponse(login_page(target, "Log in from this page."), status_code=403, headers=_LOGIN_HEADERS)
@@ -207,6 +207,11 @@ class Gateway:
         response.set_cookie(COOKIE_NAME, token, max_age=int(self.signer.lifetime_s), path="/", httponly=True,
                             samesite="strict", secure=_is_https(request.scope))
         return response
+
+    def _only_account(self) -> str:
+        """The one-user set-up's account name, filled in for the user; "" when there are several accounts."""
+        names = list(self.accounts.hashes)
+        return names[0] if names == [SHARED_ACCOUNT] else ""
 
     async def _logout(self, request):
         from starlette.responses import RedirectResponse

@@ -67,10 +67,11 @@ def check_tls(certfile: str | os.PathLike[str] | None, keyfile: str | os.PathLik
     return tls
 
 
-def check_bind(host: str, settings: AppSettings, tls: TlsFiles | None = None, insecure_http: bool = False) -> None:
+def check_bind(host: str, settings: AppSettings, tls: TlsFiles | None = None, insecure_http: bool = False,
+               accounts_configured: bool | None = None) -> None:
     if is_loopback(host):
         return
-    if not settings.password_required:
+    if not (settings.password_required if accounts_configured is None else accounts_configured):
         raise LaunchError(
             f"refusing to listen on {host!r} without an account: anyone who can reach this machine could open the "
             "camera and the patients' history. Add one with `rehab users add NAME` (or set REHAB_APP_PASSWORD), "
@@ -126,11 +127,11 @@ def prepare(host: str = DEFAULT_HOST, settings: AppSettings | None = None,
         overrides = {k: v for k, v in (("model_path", model_path), ("data_dir", data_dir)) if v is not None}
         if overrides:
             settings = AppSettings.from_dict({**asdict(settings), **overrides})
-        load_accounts(settings.users_path, settings.password)
+        accounts = load_accounts(settings.users_path, settings.password)
     except (AuthError, ValueError, FileNotFoundError) as err:
         raise LaunchError(str(err)) from None
     tls = check_tls(certfile, keyfile)
-    check_bind(host, settings, tls, insecure_http)
+    check_bind(host, settings, tls, insecure_http, accounts_configured=accounts.configured)
     if settings.model_path is not None and not Path(settings.model_path).is_file():
         log.warning("model %s not found: the app starts, and its pages say so", settings.model_path)
     return settings, tls

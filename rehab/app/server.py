@@ -18,7 +18,7 @@ import streamlit as st
 from rehab.app import gateway
 from rehab.app.auth import AuthError
 from rehab.app.common import TEMP_DIR
-from rehab.app_settings import AppSettings
+from rehab.app_settings import AppSettings, is_loopback
 from rehab.store import make_private_dir
 
 log = logging.getLogger("rehab.app.server")
@@ -41,6 +41,9 @@ try:
     # Uploads left by a server that was killed mid-analysis: nobody will finish them, and they are unblurred.
     shutil.rmtree(Path(_settings.data_dir) / TEMP_DIR, ignore_errors=True)
     _gateway = gateway.build_gateway(_settings).install()
+    if not _gateway.enabled and not is_loopback(st.get_option("server.address")):
+        raise ValueError(f"no account is configured, so the dashboard listens on localhost only, not on "
+                         f"{st.get_option('server.address') or 'all interfaces'!r}; `rehab users add NAME` makes one")
 except (AuthError, ValueError, OSError) as _err:
     # `rehab app` checks all of this before starting the server; this is for a hand-started server.
     log.error("cannot start the dashboard: %s", _err)

@@ -39,6 +39,17 @@ def test_listening_beyond_localhost_needs_an_account_and_tls(monkeypatch, tmp_pa
     check_bind("0.0.0.0", AppSettings.load(), insecure_http=True)
 
 
+def test_a_users_file_without_accounts_does_not_open_the_network(tmp_path):
+    from rehab.app.auth import add_user, remove_user
+
+    add_user(tmp_path / "users.json", "ann", "long enough")
+    remove_user(tmp_path / "users.json", "ann")  # the file stays, with no account in it
+    settings = AppSettings(data_dir=tmp_path)
+    assert not settings.password_required
+    with pytest.raises(LaunchError, match="without an account"):
+        prepare("0.0.0.0", settings, insecure_http=True)
+
+
 def test_tls_files_are_checked_before_start(tmp_path):
     cert, key = write_self_signed_cert(tmp_path)
     other_cert, other_key = write_self_signed_cert(tmp_path, "other")

@@ -62,10 +62,11 @@ class Server:
 
 
 def _start(tmp: Path, extra_env: dict[str, str] | None = None, args: tuple[str, ...] = (),
-           ca: Path | None = None) -> Server:
+           ca: Path | None = None, users: bool = True) -> Server:
     data_dir = tmp / "data"
-    add_user(data_dir / "users.json", USER, PASSWORD)
-    add_user(data_dir / "users.json", OTHER_USER, OTHER_PASSWORD)
+    if users:
+        add_user(data_dir / "users.json", USER, PASSWORD)
+        add_user(data_dir / "users.json", OTHER_USER, OTHER_PASSWORD)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("REHAB_APP_")}
     env.update({"REHAB_APP_DATA_DIR": str(data_dir), "REHAB_APP_MAX_UPLOAD_MB": str(MAX_UPLOAD_MB),
@@ -427,5 +428,19 @@ def test_tls_serves_https_with_a_secure_cookie_and_plain_http_beyond_localhost_i
         plain = Server(server.process, server.port, server.data_dir, server.log_path)
         with pytest.raises((http.client.HTTPException, OSError)):
             _request(plain, "GET", "/login")
+    finally:
+        _stop(server)
+
+
+def test_the_one_user_set_up_logs_in_as_therapist_with_the_hashed_environment_password(tmp_path):
+    server = _start(tmp_path, {"REHAB_APP_PASSWORD": "shared secret 1"}, users=False)
+    try:
+        status, _, body = _request(server, "GET", "/login")
+        assert status == 200 and b'value="therapist"' in body
+        assert _login(server, "therapist", "wrong one")[0] == 401
+        status, headers = _login(server, "therapist", "shared secret 1")
+        assert status == 303 and headers["set-cookie"].startswith(COOKIE_NAME)
+        # The password is not written anywhere in the data folder.
+        assert not any(b"shared secret 1" in p.read_bytes() for p in server.data_dir.rglob("*") if p.is_file())
     finally:
         _stop(server)

@@ -5,7 +5,7 @@ environment variables override both. ``rehab app`` hands its choices to the Stre
 same environment variables, so the app reads its settings one way whoever started it.
 
 The password is never written anywhere by this module; the server hashes it when it starts
-(rehab.app.auth). Every value is checked here, so that a bad one stops ``rehab app`` with one line naming it.
+(rehab.accounts). Every value is checked here, so that a bad one stops ``rehab app`` with one line naming it.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class AppSettings:
         """
         if self.password:
             return True
-        from rehab.app.auth import AuthError, read_users
+        from rehab.accounts import AuthError, read_users
 
         try:
             return bool(read_users(self.users_path))

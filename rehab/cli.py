@@ -102,7 +102,7 @@ def users_add(
     """Add an account, or set a new password for an existing one."""
     import sys
 
-    from rehab.app.auth import AuthError, add_user
+    from rehab.accounts import AuthError, add_user
 
     path = _users_file(users_file)
     if password_stdin:
@@ -121,7 +121,7 @@ def users_add(
 def users_remove(name: str = typer.Argument(..., help="Account name."),
                  users_file: Optional[Path] = _USERS_FILE_OPTION) -> None:
     """Remove an account (its past entries stay in the audit trail)."""
-    from rehab.app.auth import AuthError, remove_user
+    from rehab.accounts import AuthError, remove_user
 
     path = _users_file(users_file)
     try:
@@ -135,7 +135,7 @@ def users_remove(name: str = typer.Argument(..., help="Account name."),
 @users.command("list")
 def users_list(users_file: Optional[Path] = _USERS_FILE_OPTION) -> None:
     """List the accounts (names and dates only)."""
-    from rehab.app.auth import AuthError, read_users
+    from rehab.accounts import AuthError, read_users
 
     path = _users_file(users_file)
     try:

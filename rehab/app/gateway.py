@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from typing import Any
 
-from rehab.app.auth import SHARED_ACCOUNT, Accounts, LoginSession, LoginThrottle, SessionSigner, ThrottlePolicy
+from rehab.accounts import SHARED_ACCOUNT, Accounts, LoginSession, LoginThrottle, SessionSigner, ThrottlePolicy
 from rehab.app_settings import AppSettings
 
 log = logging.getLogger(__name__)
@@ -402,7 +402,7 @@ button {{margin-top: 1.4rem; width: 100%; padding: .6rem; font-size: 1rem; borde
 
 def build_gateway(settings: AppSettings) -> Gateway:
     """The gateway for ``settings``: accounts loaded (AuthError naming the users file when unusable)."""
-    from rehab.app.auth import load_accounts
+    from rehab.accounts import load_accounts
 
     accounts = load_accounts(settings.users_path, settings.password)
 

@@ -120,7 +120,7 @@ def prepare(host: str = DEFAULT_HOST, settings: AppSettings | None = None,
             certfile: str | os.PathLike[str] | None = None, keyfile: str | os.PathLike[str] | None = None,
             insecure_http: bool = False) -> tuple[AppSettings, TlsFiles | None]:
     """Every check ``rehab app`` makes before starting anything; LaunchError (one line) on the first problem."""
-    from rehab.app.auth import AuthError, load_accounts
+    from rehab.accounts import AuthError, load_accounts
 
     try:
         settings = settings or AppSettings.load()

@@ -16,7 +16,7 @@ from pathlib import Path
 import streamlit as st
 
 from rehab.app import gateway
-from rehab.app.auth import AuthError
+from rehab.accounts import AuthError
 from rehab.app.common import TEMP_DIR
 from rehab.app_settings import AppSettings, is_loopback
 from rehab.store import make_private_dir

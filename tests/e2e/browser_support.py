@@ -228,7 +228,7 @@ TEST_USER, TEST_PASSWORD = "therapist-e2e", "e2e-password-123"
 def start_server(port: int, data_dir: Path, model: Path | None, log_path: Path, threads: int = 1,
                  accounts: dict[str, str] | None = None, max_upload_mb: int | None = None) -> subprocess.Popen:
     """The real `rehab app` server (rehab/app/server.py behind its login) with these accounts (name: password)."""
-    from rehab.app.auth import add_user
+    from rehab.accounts import add_user
     from rehab.app.launch import build_command, build_env
     from rehab.app_settings import AppSettings
 

@@ -40,7 +40,7 @@ def test_listening_beyond_localhost_needs_an_account_and_tls(monkeypatch, tmp_pa
 
 
 def test_a_users_file_without_accounts_does_not_open_the_network(tmp_path):
-    from rehab.app.auth import add_user, remove_user
+    from rehab.accounts import add_user, remove_user
 
     add_user(tmp_path / "users.json", "ann", "long enough")
     remove_user(tmp_path / "users.json", "ann")  # the file stays, with no account in it

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from rehab.app.auth import SessionSigner, add_user
+from rehab.accounts import SessionSigner, add_user
 from rehab.app.gateway import COOKIE_NAME
 from tests.e2e.browser_support import free_port, write_tiny_pose_model
 

@@ -1,4 +1,4 @@
-"""Accounts, password hashes, signed session tokens and the login throttle (rehab.app.auth), with real files."""
+"""Accounts, password hashes, signed session tokens and the login throttle (rehab.accounts), with real files."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from rehab.app.auth import (
+from rehab.accounts import (
     SHARED_ACCOUNT,
     AuthError,
     LoginThrottle,

@@ -1,8 +1,8 @@
 """Accounts and login sessions of the dashboard: salted password hashes, the users file, signed session cookies,
 and the per-client throttle of failed logins.
 
-Nothing here knows HTTP or Streamlit (rehab.app.gateway puts it on the server), so every rule is testable
-with plain calls. Passwords are never stored or compared in clear: the users file holds scrypt hashes with a
+Nothing here knows HTTP or Streamlit (rehab.app.gateway puts it on the server; ``rehab users`` edits the
+file), so every rule is testable with plain calls. Passwords are never stored or compared in clear: the users file holds scrypt hashes with a
 random salt each, and the one-user set-up (REHAB_APP_PASSWORD) is hashed the same way when the server starts.
 """
 

@@ -444,3 +444,23 @@ def test_the_one_user_set_up_logs_in_as_therapist_with_the_hashed_environment_pa
         assert not any(b"shared secret 1" in p.read_bytes() for p in server.data_dir.rglob("*") if p.is_file())
     finally:
         _stop(server)
+
+
+def test_a_killed_launcher_takes_the_server_with_it(tmp_path):
+    """SIGKILL cannot be handled; the kernel's parent-death signal (Linux) still stops the server."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux-only")
+    server = _start(tmp_path)
+    child = server.server_pid()
+    os.kill(server.process.pid, signal.SIGKILL)
+    server.process.wait(10)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and Path(f"/proc/{child}").exists():
+            time.sleep(0.2)
+        assert not Path(f"/proc/{child}").exists(), "the server outlived its launcher"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", server.port))
+    finally:
+        if Path(f"/proc/{child}").exists():
+            os.kill(child, signal.SIGKILL)

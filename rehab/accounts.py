@@ -239,6 +239,12 @@ class SessionSigner:
             return None
         return session
 
+    def is_open(self, sid: str, now_s: float | None = None) -> bool:
+        now_s = time.time() if now_s is None else now_s
+        with self._lock:
+            session = self._open.get(sid)
+        return session is not None and session.expires_at_s > now_s
+
     def revoke(self, sid: str) -> None:
         with self._lock:
             self._open.pop(sid, None)

@@ -113,7 +113,20 @@ class Gateway:
 
     def bind_session(self, streamlit_session_id: str, login: LoginSession) -> None:
         with self._lock:
+            new = streamlit_session_id not in self._bindings
             self._bindings[streamlit_session_id] = login.sid
+        if new:
+            self._forget_closed_sessions()
+
+    def _forget_closed_sessions(self) -> None:
+        """Drop the bindings of logins that have ended (logout, expiry), so that they do not pile up.
+
+        Bindings of a live login stay even while its tab is disconnected: dropping one would let another
+        login resume that Streamlit session.
+        """
+        with self._lock:
+            for session in [s for s, sid in self._bindings.items() if not self.signer.is_open(sid)]:
+                del self._bindings[session]
 
     def owner_of(self, streamlit_session_id: str) -> str | None:
         with self._lock:
@@ -268,10 +281,12 @@ class AuthMiddleware:
             return None
         if path.startswith(MEDIA_PREFIX) and not self.gateway.media_allowed(path[len(MEDIA_PREFIX):], login):
             return Refusal(404, "no such file for this session")
-        if path.startswith(UPLOAD_PREFIX) and scope.get("method") == "PUT":
+        if path.startswith(UPLOAD_PREFIX):
             session_id = path[len(UPLOAD_PREFIX):].split("/", 1)[0]
             if self.gateway.owner_of(session_id) != login.sid:
                 return Refusal(403, "upload to a session of another login")
+            if scope.get("method") != "PUT":
+                return None
             length = _header(scope, b"content-length")
             limit = self.gateway.settings.max_upload_bytes + UPLOAD_FRAMING_BYTES
             if length is None or not length.isdigit():

@@ -325,6 +325,7 @@ def test_uploads_go_only_to_the_logins_own_session_and_within_the_limit(server):
     assert status == 413 and sent < too_large
     assert _rss_kb(pid) - before_kb < RSS_GROWTH_LIMIT_KB
     assert _push_upload(server, path, MB, cookie=bob)[0] == 403
+    assert _request(server, "DELETE", path, headers={"Cookie": bob})[0] == 403  # nor remove alice's file
     assert _push_upload(server, path, MB)[0] == 401
     # Within the limit, alice's upload passes the gateway and reaches Streamlit's handler, which then asks
     # for the XSRF token that a browser has (so a bare client is refused there, with Streamlit's message).

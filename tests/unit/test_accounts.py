@@ -86,8 +86,10 @@ def test_session_tokens_expire_and_are_bound_to_the_server():
     assert signer.verify(body[:-2] + "AA." + mac, now_s=1001.0) is None  # edited claims
     for junk in (None, "", ".", "a.b.c", "\u00e9.\u00e9"):
         assert signer.verify(junk, now_s=1001.0) is None
+    assert signer.is_open(session.sid, now_s=1001.0) and not signer.is_open(session.sid, now_s=1060.0)
     signer.revoke(session.sid)
     assert signer.verify(token, now_s=1001.0) is None  # logged out
+    assert not signer.is_open(session.sid, now_s=1001.0)
 
 
 def test_throttle_locks_out_after_failures_and_doubles():

@@ -2,8 +2,9 @@
 and the per-client throttle of failed logins.
 
 Nothing here knows HTTP or Streamlit (rehab.app.gateway puts it on the server; ``rehab users`` edits the
-file), so every rule is testable with plain calls. Passwords are never stored or compared in clear: the users file holds scrypt hashes with a
-random salt each, and the one-user set-up (REHAB_APP_PASSWORD) is hashed the same way when the server starts.
+file), so every rule is testable with plain calls. Passwords are never stored or compared in clear: the
+users file holds scrypt hashes with a random salt each, and the one-user set-up (REHAB_APP_PASSWORD) is
+hashed the same way when the server starts.
 """
 
 from __future__ import annotations
@@ -277,8 +278,8 @@ class ThrottlePolicy:
 class LoginThrottle:
     """Per-client failure counts and lock-outs (a client is its address). Thread-safe."""
 
-    def __init__(self, policy: ThrottlePolicy = ThrottlePolicy()) -> None:
-        self.policy = policy
+    def __init__(self, policy: ThrottlePolicy | None = None) -> None:
+        self.policy = policy or ThrottlePolicy()
         self._failures: dict[str, list[float]] = {}
         self._locked_until: dict[str, float] = {}
         self._lockouts: dict[str, int] = {}

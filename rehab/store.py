@@ -8,10 +8,10 @@ an older release opens and upgrades, and one written by a newer release is refus
 from __future__ import annotations
 
 import csv
-import os
 import json
 import logging
 import math
+import os
 import sqlite3
 import unicodedata
 from collections.abc import Iterator, Sequence

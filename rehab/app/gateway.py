@@ -69,12 +69,12 @@ class Refusal:
 class Gateway:
     """Accounts, login sessions, throttle and the Streamlit-session bindings of one server process."""
 
-    def __init__(self, settings: AppSettings, accounts: Accounts, policy: ThrottlePolicy = ThrottlePolicy(),
+    def __init__(self, settings: AppSettings, accounts: Accounts, policy: ThrottlePolicy | None = None,
                  audit: Callable[..., None] | None = None) -> None:
         self.settings = settings
         self.accounts = accounts
         self.signer = SessionSigner(settings.session_hours * 3600.0)
-        self.throttle = LoginThrottle(policy)
+        self.throttle = LoginThrottle(policy or ThrottlePolicy())
         self._audit = audit
         # Streamlit session id -> login session id; written by the page script, read by the middleware.
         self._bindings: dict[str, str] = {}

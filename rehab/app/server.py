@@ -15,8 +15,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from rehab.app import gateway
 from rehab.accounts import AuthError
+from rehab.app import gateway
 from rehab.app.common import TEMP_DIR
 from rehab.app_settings import AppSettings, is_loopback
 from rehab.store import make_private_dir

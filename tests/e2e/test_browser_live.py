@@ -2,8 +2,9 @@
 
 Chromium skips loopback ICE candidates and aiortc never offers 127.0.0.1, so the browser and the server meet
 on a veth pair inside a private network namespace (``unshare -n``, needs root as in CI). The namespace side
-(server, browser, login through the server's page, clicks) runs in tests.e2e.browser_support and reports what the page showed as JSON; this
-test asserts on it and on the saved recording. Screenshots go to out/e2e/ (or $REHAB_E2E_ARTIFACTS).
+(server, browser, login through the server's own page, clicks) runs in tests.e2e.browser_support and reports
+what the page showed as JSON; this test asserts on it, on the saved recording, its media link and file modes.
+Screenshots go to out/e2e/ (or $REHAB_E2E_ARTIFACTS).
 """
 
 from __future__ import annotations

@@ -41,6 +41,8 @@ RSS_GROWTH_LIMIT_KB = 8 * 1024
 # Short login lifetime of the second server, to see a cookie expire.
 SHORT_SESSION_HOURS = 0.002  # 7.2 s: long enough for a login and a request on a loaded machine
 SCRIPT_RUN_TIMEOUT_S = 60.0
+# `rehab` as the installed script runs it, from this checkout.
+REHAB = (sys.executable, "-c", "from rehab.cli import main; main()")
 
 
 @dataclass
@@ -73,8 +75,8 @@ def _start(tmp: Path, extra_env: dict[str, str] | None = None, args: tuple[str, 
                 "REHAB_APP_MODEL": str(write_tiny_pose_model(tmp / "tiny.onnx")), "REHAB_APP_THREADS": "1",
                 **(extra_env or {})})
     log_path = tmp / "server.log"
-    process = subprocess.Popen([sys.executable, "-c", "from rehab.cli import main; main()", "app", "--port", str(port), *args], env=env,
-                               stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen([*REHAB, "app", "--port", str(port), *args], env=env, stdout=log_path.open("w"),
+                               stderr=subprocess.STDOUT, start_new_session=True)
     server = Server(process, port, data_dir, log_path, ca)
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -411,8 +413,7 @@ def test_tls_serves_https_with_a_secure_cookie_and_plain_http_beyond_localhost_i
     cert, key = write_self_signed_cert(tmp_path)
     base = {k: v for k, v in os.environ.items() if not k.startswith("REHAB_APP_")}
     add_user(tmp_path / "refused" / "users.json", USER, PASSWORD)
-    refused = subprocess.run([sys.executable, "-c", "from rehab.cli import main; main()", "app", "--host",
-                              "0.0.0.0", "--port", str(free_port())],
+    refused = subprocess.run([*REHAB, "app", "--host", "0.0.0.0", "--port", str(free_port())],
                              env={**base, "REHAB_APP_DATA_DIR": str(tmp_path / "refused")}, capture_output=True,
                              text=True, timeout=60)
     assert refused.returncode == 2 and "over plain HTTP" in refused.stderr, refused.stderr

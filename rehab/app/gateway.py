@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from typing import Any
 
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+
 from rehab.accounts import SHARED_ACCOUNT, Accounts, LoginSession, LoginThrottle, SessionSigner, ThrottlePolicy
 from rehab.app_settings import AppSettings
 
@@ -78,6 +80,8 @@ class Gateway:
         self._audit = audit
         # Streamlit session id -> login session id; written by the page script, read by the middleware.
         self._bindings: dict[str, str] = {}
+        # Media file id -> the Streamlit sessions that made it.
+        self._media_makers: dict[str, set[str]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -112,6 +116,7 @@ class Gateway:
         return self.signer.verify(token)
 
     def bind_session(self, streamlit_session_id: str, login: LoginSession) -> None:
+        self.watch_media()
         with self._lock:
             new = streamlit_session_id not in self._bindings
             self._bindings[streamlit_session_id] = login.sid
@@ -127,6 +132,10 @@ class Gateway:
         with self._lock:
             for session in [s for s, sid in self._bindings.items() if not self.signer.is_open(sid)]:
                 del self._bindings[session]
+            for file_id in list(self._media_makers):
+                self._media_makers[file_id] &= self._bindings.keys()
+                if not self._media_makers[file_id]:
+                    del self._media_makers[file_id]
 
     def owner_of(self, streamlit_session_id: str) -> str | None:
         with self._lock:
@@ -137,10 +146,11 @@ class Gateway:
             return [s for s, owner in self._bindings.items() if owner == sid]
 
     def media_allowed(self, file_name: str, login: LoginSession) -> bool:
-        """Whether ``file_name`` (``<id>.<ext>``) belongs to a connected Streamlit session of ``login``.
+        """Whether ``file_name`` (``<id>.<ext>``) was made by a connected Streamlit session of ``login``.
 
-        Streamlit keeps no public map from media files to sessions; its media manager's per-session table is
-        read here. Should that ever change, the lookup finds no owner and media are refused (fail closed).
+        The makers are recorded as Streamlit creates each file (:meth:`watch_media`): its own per-session
+        table is emptied at the start of every script run, so a download clicked during a rerun would find
+        no owner there. Should Streamlit change so that neither source names a maker, media are refused.
         """
         from streamlit.runtime import Runtime
 
@@ -148,15 +158,40 @@ class Gateway:
             return False
         runtime = Runtime.instance()
         file_id = file_name.split(".", 1)[0]
-        manager = runtime.media_file_mgr
-        table = getattr(manager, "_files_by_session_and_coord", None)
-        lock = getattr(manager, "_lock", None)
-        if table is None or lock is None:
-            log.warning("cannot tell which session made media file %s (Streamlit changed?): refused", file_id)
-            return False
-        with lock:
-            owners = [session for session, files in table.items() if file_id in files.values()]
-        return any(self.owner_of(s) == login.sid and runtime.get_client(s) is not None for s in owners)
+        with self._lock:
+            makers = set(self._media_makers.get(file_id, ()))
+        table = getattr(runtime.media_file_mgr, "_files_by_session_and_coord", None)
+        lock = getattr(runtime.media_file_mgr, "_lock", None)
+        if table is not None and lock is not None:
+            with lock:
+                makers.update(session for session, files in table.items() if file_id in files.values())
+        return any(self.owner_of(s) == login.sid and runtime.get_client(s) is not None for s in makers)
+
+    def watch_media(self) -> None:
+        """Record which Streamlit session makes each media file (videos, downloads); idempotent.
+
+        Called from the page script before it renders anything, so no file of a session escapes it.
+        """
+        from streamlit.runtime import Runtime
+
+        if not Runtime.exists():
+            return
+        manager = Runtime.instance().media_file_mgr
+        if getattr(manager, "_rehab_watched", False):
+            return
+        original = manager.add
+
+        def add(*args, **kwargs):
+            url = original(*args, **kwargs)
+            ctx = get_script_run_ctx()
+            if ctx is not None:
+                file_id = str(url).rsplit("/", 1)[-1].split(".", 1)[0]
+                with self._lock:
+                    self._media_makers.setdefault(file_id, set()).add(ctx.session_id)
+            return url
+
+        manager.add = add
+        manager._rehab_watched = True
 
     def _close_streamlit_sessions(self, sid: str) -> None:
         from streamlit.runtime import Runtime

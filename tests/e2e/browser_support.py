@@ -307,12 +307,22 @@ def wait_healthy(port: int, server: subprocess.Popen, timeout_s: float) -> float
     raise TimeoutError(f"Streamlit did not answer /_stcore/health within {timeout_s} s")
 
 
+# A metric tile that cannot be read this quickly was removed by a rerun of the page.
+METRIC_READ_TIMEOUT_MS = 2000
+
+
 def metrics(page) -> dict[str, str]:
     """The st.metric tiles on the page as {label: value}."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     out = {}
     for tile in page.locator('[data-testid="stMetric"]').all():
-        label = tile.locator('[data-testid="stMetricLabel"]').inner_text().strip()
-        out[label] = tile.locator('[data-testid="stMetricValue"]').inner_text().strip()
+        try:
+            label = tile.locator('[data-testid="stMetricLabel"]').inner_text(timeout=METRIC_READ_TIMEOUT_MS).strip()
+            out[label] = tile.locator('[data-testid="stMetricValue"]').inner_text(
+                timeout=METRIC_READ_TIMEOUT_MS).strip()
+        except PlaywrightTimeout:
+            continue  # the tile was replaced by a rerun between listing and reading: the next sample has it
     return out
 
 

@@ -1,10 +1,11 @@
-"""Settings of the dashboard itself (not of the pose pipeline): data folder, upload limit, password, defaults.
+"""Settings of the dashboard itself (not of the pose pipeline): data folder, upload limit, accounts, defaults.
 
 Defaults live in code; an optional YAML file (``REHAB_APP_CONFIG`` or an explicit path) overrides them, and
 environment variables override both. ``rehab app`` hands its choices to the Streamlit process through the
 same environment variables, so the app reads its settings one way whoever started it.
 
-The password is never written anywhere by this module; it is compared in constant time by the app.
+The password is never written anywhere by this module; the server hashes it when it starts
+(rehab.accounts). Every value is checked here, so that a bad one stops ``rehab app`` with one line naming it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,13 @@ ENV_MAX_UPLOAD_MB = "REHAB_APP_MAX_UPLOAD_MB"
 ENV_ANONYMIZE_DEFAULT = "REHAB_APP_ANONYMIZE_DEFAULT"
 ENV_RUNTIME_SETTINGS = "REHAB_APP_RUNTIME_SETTINGS"
 ENV_THREADS = "REHAB_APP_THREADS"
+ENV_USERS_FILE = "REHAB_APP_USERS_FILE"
+ENV_SESSION_HOURS = "REHAB_APP_SESSION_HOURS"
 
-# Relative to the working directory the app was started from: never the home directory.
-DEFAULT_DATA_DIR = Path("rehab-data")
+APP_DIR_NAME = "rehab-pose"
+# A login lasts one clinic shift; then the browser asks again.
+DEFAULT_SESSION_HOURS = 12.0
+MAX_SESSION_HOURS = 24.0 * 7
 # Streamlit's own default upload limit; a few minutes of 1080p phone video.
 DEFAULT_MAX_UPLOAD_MB = 200
 _TRUE = ("1", "true", "yes", "on")
@@ -35,12 +40,17 @@ _FALSE = ("0", "false", "no", "off")
 
 @dataclass(frozen=True)
 class AppSettings:
-    # Where the history database, recordings and upload results are kept.
-    data_dir: Path = DEFAULT_DATA_DIR
+    # Where the history database, recordings and upload results are kept: the per-user data folder
+    # (platformdirs), never the working directory, which may be a shared folder or a git checkout.
+    data_dir: Path = field(default_factory=lambda: default_data_dir())
     # None: the embedded default model (rehab/models/default.onnx).
     model_path: Path | None = None
-    # Required to open the app when set; required to listen beyond localhost.
+    # The one-user set-up: a password for the account "therapist". Per-user accounts live in the users file.
     password: str | None = None
+    # Accounts written by `rehab users add NAME`; None: users.json in the data folder.
+    users_file: Path | None = None
+    # How long a login lasts before the browser has to log in again.
+    session_hours: float = DEFAULT_SESSION_HOURS
     max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB
     # Face blurring is on unless the therapist turns it off (with a confirmation) in a session.
     anonymize_default: bool = True
@@ -55,8 +65,16 @@ class AppSettings:
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
                                          or self.threads < 1):
             raise ValueError(f"threads must be a whole number >= 1 or empty, got {self.threads!r}")
-        if self.password is not None and not self.password.strip():
+        if self.password is not None and (not isinstance(self.password, str) or not self.password.strip()):
             raise ValueError("password must not be blank; leave it unset to run without one on localhost")
+        if isinstance(self.session_hours, bool) or not isinstance(self.session_hours, (int, float)) or not (
+                0 < self.session_hours <= MAX_SESSION_HOURS):
+            raise ValueError(f"session_hours must be a number of hours in (0, {MAX_SESSION_HOURS:g}], "
+                             f"got {self.session_hours!r}")
+
+    @property
+    def users_path(self) -> Path:
+        return self.users_file if self.users_file is not None else Path(self.data_dir) / "users.json"
 
     @property
     def max_upload_bytes(self) -> int:
@@ -64,7 +82,18 @@ class AppSettings:
 
     @property
     def password_required(self) -> bool:
-        return bool(self.password)
+        """Whether a login is configured: the shared password or at least one account in the users file.
+
+        An unusable users file counts as configured (never as "open"): starting refuses it with its error.
+        """
+        if self.password:
+            return True
+        from rehab.accounts import AuthError, read_users
+
+        try:
+            return bool(read_users(self.users_path))
+        except AuthError:
+            return True
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "app settings") -> AppSettings:
@@ -75,7 +104,7 @@ class AppSettings:
         if unknown:
             raise ValueError(f"unknown key(s) {', '.join(unknown)} in {where}; known: {', '.join(sorted(known))}")
         values = dict(data)
-        for name in ("data_dir", "model_path", "runtime_settings_path"):
+        for name in ("data_dir", "model_path", "runtime_settings_path", "users_file"):
             if values.get(name) is not None:
                 values[name] = Path(values[name]).expanduser()
         return replace(cls(), **values)
@@ -100,21 +129,28 @@ class AppSettings:
 
     def with_env(self, env: Mapping[str, str]) -> AppSettings:
         changes: dict[str, Any] = {}
-        if env.get(ENV_DATA_DIR):
-            changes["data_dir"] = Path(env[ENV_DATA_DIR]).expanduser()
-        if env.get(ENV_MODEL):
-            changes["model_path"] = Path(env[ENV_MODEL]).expanduser()
-        if env.get(ENV_PASSWORD):
+        if ENV_PASSWORD in env:
+            # Set but blank is a mistake (an empty secret in a unit file), not "no password".
+            if not env[ENV_PASSWORD].strip():
+                raise ValueError(f"environment variable {ENV_PASSWORD} is set but blank; give it a password or "
+                                 "unset it")
             changes["password"] = env[ENV_PASSWORD]
-        if env.get(ENV_RUNTIME_SETTINGS):
-            changes["runtime_settings_path"] = Path(env[ENV_RUNTIME_SETTINGS]).expanduser()
+        for name, key in ((ENV_DATA_DIR, "data_dir"), (ENV_MODEL, "model_path"),
+                          (ENV_RUNTIME_SETTINGS, "runtime_settings_path"), (ENV_USERS_FILE, "users_file")):
+            if env.get(name, "").strip():
+                changes[key] = Path(env[name]).expanduser()
         if env.get(ENV_MAX_UPLOAD_MB):
             changes["max_upload_mb"] = _int_env(env, ENV_MAX_UPLOAD_MB)
         if env.get(ENV_THREADS):
             changes["threads"] = _int_env(env, ENV_THREADS)
         if env.get(ENV_ANONYMIZE_DEFAULT):
             changes["anonymize_default"] = _bool_env(env, ENV_ANONYMIZE_DEFAULT)
-        return replace(self, **changes) if changes else self
+        if env.get(ENV_SESSION_HOURS):
+            changes["session_hours"] = _float_env(env, ENV_SESSION_HOURS)
+        try:
+            return replace(self, **changes) if changes else self
+        except ValueError as err:
+            raise ValueError(f"{err} (from the REHAB_APP_* environment variables)") from None
 
     def to_env(self) -> dict[str, str]:
         """The environment variables that make a Streamlit process load exactly these settings."""
@@ -128,7 +164,17 @@ class AppSettings:
             env[ENV_RUNTIME_SETTINGS] = str(self.runtime_settings_path)
         if self.threads is not None:
             env[ENV_THREADS] = str(self.threads)
+        if self.users_file is not None:
+            env[ENV_USERS_FILE] = str(self.users_file)
+        env[ENV_SESSION_HOURS] = repr(float(self.session_hours))
         return env
+
+
+def default_data_dir() -> Path:
+    """The per-user data folder (e.g. ~/.local/share/rehab-pose on Linux)."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP_DIR_NAME, appauthor=False))
 
 
 def _int_env(env: Mapping[str, str], name: str) -> int:
@@ -136,6 +182,13 @@ def _int_env(env: Mapping[str, str], name: str) -> int:
         return int(env[name])
     except ValueError:
         raise ValueError(f"environment variable {name} must be a whole number, got {env[name]!r}") from None
+
+
+def _float_env(env: Mapping[str, str], name: str) -> float:
+    try:
+        return float(env[name])
+    except ValueError:
+        raise ValueError(f"environment variable {name} must be a number, got {env[name]!r}") from None
 
 
 def _bool_env(env: Mapping[str, str], name: str) -> bool:

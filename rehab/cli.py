@@ -51,19 +51,102 @@ def export(ctx: typer.Context) -> None:
 @app.command("app")
 def app_command(
     port: int = typer.Option(8501, help="Port to listen on."),
-    host: str = typer.Option("127.0.0.1", help="Address to listen on; beyond localhost a password is required."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on; beyond localhost an account and TLS are "
+                                                "required."),
     model: Optional[Path] = typer.Option(None, help="ONNX pose model (default: the embedded default model)."),
-    data_dir: Optional[Path] = typer.Option(None, help="Folder of the session history and recordings."),
+    data_dir: Optional[Path] = typer.Option(None, help="Folder of the session history and recordings (default: "
+                                                       "the per-user data folder; or REHAB_APP_DATA_DIR)."),
+    certfile: Optional[Path] = typer.Option(None, help="TLS certificate chain (PEM): serve HTTPS."),
+    keyfile: Optional[Path] = typer.Option(None, help="TLS private key (PEM) of --certfile."),
+    insecure_http: bool = typer.Option(False, "--insecure-http",
+                                       help="Allow plain HTTP beyond localhost (only behind a TLS reverse proxy)."),
 ) -> None:
     """Start the therapist's dashboard (live sessions, video analysis, history)."""
     from rehab.app.launch import LaunchError, launch
 
     try:
-        code = launch(host, port, model_path=model, data_dir=data_dir)
+        code = launch(host, port, model_path=model, data_dir=data_dir, certfile=certfile, keyfile=keyfile,
+                      insecure_http=insecure_http)
     except LaunchError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
     raise typer.Exit(code)
+
+
+users = typer.Typer(help="Dashboard accounts (the users file; see README 'Accounts').", no_args_is_help=True)
+app.add_typer(users, name="users")
+
+
+def _users_file(users_file: Optional[Path]) -> Path:
+    from rehab.app_settings import AppSettings
+
+    if users_file is not None:
+        return users_file
+    try:
+        return AppSettings.load().users_path
+    except (ValueError, FileNotFoundError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+
+
+_USERS_FILE_OPTION = typer.Option(None, "--users-file", help="Users file (default: users.json in the data folder, "
+                                                              "or REHAB_APP_USERS_FILE).")
+
+
+@users.command("add")
+def users_add(
+    name: str = typer.Argument(..., help="Account name (letters, digits, . _ -)."),
+    users_file: Optional[Path] = _USERS_FILE_OPTION,
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from standard input."),
+) -> None:
+    """Add an account, or set a new password for an existing one."""
+    import sys
+
+    from rehab.accounts import AuthError, add_user
+
+    path = _users_file(users_file)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt(f"Password for {name}", hide_input=True, confirmation_prompt=True)
+    try:
+        new = add_user(path, name, password)
+    except AuthError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{'added' if new else 'changed the password of'} {name} in {path}")
+
+
+@users.command("remove")
+def users_remove(name: str = typer.Argument(..., help="Account name."),
+                 users_file: Optional[Path] = _USERS_FILE_OPTION) -> None:
+    """Remove an account (its past entries stay in the audit trail)."""
+    from rehab.accounts import AuthError, remove_user
+
+    path = _users_file(users_file)
+    try:
+        remove_user(path, name)
+    except AuthError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"removed {name} from {path}")
+
+
+@users.command("list")
+def users_list(users_file: Optional[Path] = _USERS_FILE_OPTION) -> None:
+    """List the accounts (names and dates only)."""
+    from rehab.accounts import AuthError, read_users
+
+    path = _users_file(users_file)
+    try:
+        accounts = read_users(path)
+    except AuthError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    if not accounts:
+        typer.echo(f"no accounts in {path}")
+    for account, entry in sorted(accounts.items()):
+        typer.echo(f"{account}\tadded {entry.get('created_at', '?')}")
 
 
 @app.command()

@@ -11,7 +11,9 @@ import csv
 import json
 import logging
 import math
+import os
 import sqlite3
+import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -60,7 +62,24 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX sessions_by_patient ON sessions(patient_id, started_at);
     """,
     "ALTER TABLE sessions ADD COLUMN notes TEXT NOT NULL DEFAULT '';",
+    # Who recorded, analysed, viewed and exported what: the dashboard's accounts leave a trail here.
+    """
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        user TEXT NOT NULL,
+        action TEXT NOT NULL,
+        pseudonym TEXT,
+        session_id INTEGER,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX audit_by_time ON audit(at);
+    """,
 )
+AUDIT_ACTIONS = ("login", "logout", "record", "analyse", "view", "export")
+# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...), +1, -1, @SUM(1)),
+# and tab or carriage return let the next character start one: such a cell is written with a leading quote.
+CSV_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
@@ -108,7 +127,27 @@ def validate_pseudonym(pseudonym: str) -> str:
         raise StoreError("a patient needs a pseudonym (any label you choose, e.g. 'P-014'); no real name is needed")
     if len(name) > PSEUDONYM_MAX_LEN:
         raise StoreError(f"pseudonym is {len(name)} characters long; keep it to {PSEUDONYM_MAX_LEN} at most")
+    bad = sorted({f"U+{ord(c):04X}" for c in name if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")})
+    if bad:
+        raise StoreError(f"pseudonym contains control or invisible characters ({', '.join(bad)}); use letters, "
+                         "digits, spaces and punctuation only")
     return name
+
+
+def csv_safe(value):
+    """A value for a CSV cell that a spreadsheet shows as text: formula-like strings get a leading quote."""
+    if isinstance(value, str) and value.startswith(CSV_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def make_private_dir(path: Path) -> Path:
+    """Create ``path`` (and missing parents) owner-only (0700), and narrow it if it already exists wider."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.stat().st_mode & 0o077:
+        log.warning("data folder %s was readable by other users; narrowing it to owner-only (0700)", path)
+        os.chmod(path, 0o700)
+    return path
 
 
 class Store:
@@ -117,11 +156,15 @@ class Store:
     def __init__(self, data_dir: str | Path):
         self.data_dir = Path(data_dir)
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.data_dir)
         except OSError as err:
             raise StoreError(f"cannot create the data folder {self.data_dir}: {err.strerror}") from err
         self.path = self.data_dir / DB_NAME
         try:
+            if not self.path.exists():
+                # Created owner-only before SQLite opens it, whatever the umask of the process.
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+            os.chmod(self.path, 0o600)
             self._db = sqlite3.connect(self.path)
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA foreign_keys = ON")
@@ -129,6 +172,8 @@ class Store:
         except sqlite3.DatabaseError as err:
             raise StoreError(f"{self.path} is not a readable history database ({err}); move it aside and "
                              "a new one will be created") from err
+        except OSError as err:
+            raise StoreError(f"cannot open the history database {self.path}: {err.strerror}") from err
 
     def close(self) -> None:
         self._db.close()
@@ -235,9 +280,28 @@ class Store:
         tmp = path.with_name(path.name + ".part")
         columns = ["id", "pseudonym", "exercise", "started_at", "duration_s", "frames", "frames_with_pose",
                    "repetitions", "rom_best_deg", "rom_mean_deg", "source", "output_dir", "model", "notes"]
-        with tmp.open("w", newline="") as f:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows({k: csv_safe(v) for k, v in row.items()} for row in rows)
         tmp.replace(path)
         return path
+
+    def audit(self, user: str, action: str, pseudonym: str | None = None, session_id: int | None = None,
+              detail: str = "") -> None:
+        """Record that ``user`` did ``action`` (one of AUDIT_ACTIONS), on a patient or session when given."""
+        if action not in AUDIT_ACTIONS:
+            raise ValueError(f"unknown audit action {action!r}; known: {', '.join(AUDIT_ACTIONS)}")
+        with self._transaction():
+            self._db.execute("INSERT INTO audit (at, user, action, pseudonym, session_id, detail) "
+                             "VALUES (?, ?, ?, ?, ?, ?)", (now_iso(), user, action, pseudonym, session_id, detail))
+
+    def audit_log(self, limit: int | None = None) -> list[dict]:
+        """The audit trail, newest first."""
+        query = "SELECT at, user, action, pseudonym, session_id, detail FROM audit ORDER BY id DESC"
+        args: Sequence = ()
+        if limit is not None:
+            query += " LIMIT ?"
+            args = (int(limit),)
+        return [dict(r) for r in self._db.execute(query, args)]

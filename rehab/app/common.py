@@ -6,17 +6,18 @@ Nothing here computes anything about poses; it wires the library into Streamlit 
 
 from __future__ import annotations
 
-import hmac
 import logging
 import re
+import secrets
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from rehab.app_settings import AppSettings, is_loopback
-from rehab.store import PSEUDONYM_MAX_LEN, Store, StoreError
+from rehab.store import PSEUDONYM_MAX_LEN, Store, StoreError, make_private_dir
 
 if TYPE_CHECKING:
     from rehab.runtime.model import PoseModel
@@ -28,8 +29,13 @@ APP_TITLE = "Rehab pose monitor"
 # Session-state keys owned by the app (not widget keys: widget state is dropped when a page is left).
 ANONYMIZE_KEY = "rehab.anonymize"
 PATIENT_KEY = "rehab.patient"
-AUTH_KEY = "rehab.authenticated"
+USER_KEY = "rehab.user"
+# The user name in the audit trail when no login is configured (a single-user machine on localhost).
+LOCAL_USER = "local"
 NEW_PATIENT_OPTION = "+ new pseudonym…"
+TEMP_DIR = "tmp"
+# Random part of a folder id: unique without telling anything about the patient or the file.
+FOLDER_ID_BYTES = 4
 _SLUG = re.compile(r"[^A-Za-z0-9_-]+")
 
 
@@ -43,30 +49,59 @@ def load_app_settings() -> AppSettings:
         raise  # st.stop() raises; this line only satisfies type checkers
 
 
-def enforce_access(settings: AppSettings) -> None:
-    """Stop the page unless the visitor may see it.
+def enforce_access(settings: AppSettings) -> str:
+    """The logged-in user's name, or a stopped page when this visitor may not see the app.
 
-    Listening beyond localhost without a password is refused outright (anyone on the network could
-    watch the camera); with a password set, every browser session has to enter it once.
+    The login itself happens at the server (rehab.app.gateway) before any page, websocket or file is served;
+    this checks again from the page's side and binds this browser session to its login, which is what the
+    server uses to serve media files and accept uploads for it only. Started without ``rehab app`` (plain
+    ``streamlit run``), nothing guards the server, so the page refuses to open when accounts are configured
+    or the address is not local.
     """
+    from rehab.app import gateway
+
+    gw = gateway.active()
     address = st.get_option("server.address")
-    if not settings.password_required and not is_loopback(address):
-        st.error(f"This app listens on {address or 'all network interfaces'} but no password is configured. "
-                 "Set REHAB_APP_PASSWORD (or `password` in the app settings file) and restart, or start it on "
-                 "127.0.0.1.")
+    if gw is None:
+        if settings.password_required or not is_loopback(address):
+            st.error("This dashboard must be started with `rehab app`, which puts every page, file and upload "
+                     "behind the login. It was started another way, so it stays closed.")
+            st.stop()
+        return LOCAL_USER
+    if not gw.enabled:
+        if not is_loopback(address):  # the server refuses to start so; this is the page's own check
+            st.error("No account is configured, so this dashboard opens on localhost only.")
+            st.stop()
+        return LOCAL_USER
+    login = gw.session_from_token(st.context.cookies.get(gateway.COOKIE_NAME))
+    ctx = get_script_run_ctx()
+    if login is None or ctx is None:
+        # The server refused this browser's connection unless it was logged in; the login has since expired.
+        st.error("Your login has expired. Reload the page to log in again.")
         st.stop()
-    if not settings.password_required or st.session_state.get(AUTH_KEY):
-        return
-    st.title(APP_TITLE)
-    with st.form("login"):
-        given = st.text_input("Password", type="password")
-        submitted = st.form_submit_button("Open")
-    if submitted:
-        if hmac.compare_digest(given.encode(), settings.password.encode()):
-            st.session_state[AUTH_KEY] = True
-            st.rerun()
-        st.error("Wrong password.")
-    st.stop()
+        raise AssertionError  # st.stop() raises; this line only satisfies type checkers
+    gw.bind_session(ctx.session_id, login)
+    st.session_state[USER_KEY] = login.user
+    with st.sidebar:
+        st.caption(f"Logged in as **{login.user}**")
+        st.markdown(f'<a href="{gateway.LOGOUT_PATH}" target="_self">Log out</a>', unsafe_allow_html=True)
+    return login.user
+
+
+def current_user() -> str:
+    """Who uses this browser session, for the audit trail ("local" when no login is configured)."""
+    return st.session_state.get(USER_KEY, LOCAL_USER)
+
+
+def audit(settings: AppSettings, action: str, pseudonym: str | None = None, session_id: int | None = None,
+          detail: str = "") -> None:
+    """Add an entry to the audit trail; a failure is logged and shown, never a traceback."""
+    try:
+        with Store(settings.data_dir) as store:
+            store.audit(current_user(), action, pseudonym=pseudonym, session_id=session_id, detail=detail)
+    except StoreError as err:
+        log.error("audit entry %s could not be written: %s", action, err)
+        st.warning(f"This action could not be written to the audit trail: {err}")
 
 
 @st.cache_resource(show_spinner="Loading the pose model…", max_entries=2)
@@ -153,20 +188,30 @@ def patient_picker(store: Store | None, key: str, label: str = "Patient (pseudon
 
 
 def slug(text: str) -> str:
-    """A file-name-safe version of a pseudonym or exercise name."""
+    """A file-name-safe version of a pseudonym or exercise name (download names only, never folders)."""
     return _SLUG.sub("-", text).strip("-") or "x"
 
 
-def new_output_dir(settings: AppSettings, kind: str, *parts: str) -> Path:
-    """A fresh folder data_dir/kind/<time>_<parts> for one recording or one uploaded video's results."""
+def new_output_dir(settings: AppSettings, kind: str) -> Path:
+    """A fresh folder data_dir/kind/<time>-<random id> for one recording or one uploaded video's results.
+
+    The name carries no pseudonym and no original file name (a folder listing must not tell who was filmed);
+    the history database links the folder to its patient.
+    """
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = settings.data_dir / kind / "_".join([stamp, *(slug(p) for p in parts if p)])
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    path.mkdir(parents=True)
-    return path
+    parent = make_private_dir(Path(settings.data_dir) / kind)
+    while True:
+        path = parent / f"{stamp}-{secrets.token_hex(FOLDER_ID_BYTES)}"
+        try:
+            path.mkdir(mode=0o700)
+            return path
+        except FileExistsError:
+            continue
+
+
+def private_temp_dir(settings: AppSettings) -> Path:
+    """The data folder's own temporary folder (owner-only), for uploads while they are analysed."""
+    return make_private_dir(Path(settings.data_dir) / TEMP_DIR)
 
 
 def format_deg(value: float | None) -> str:

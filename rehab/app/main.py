@@ -1,6 +1,6 @@
-"""Streamlit entry file of the dashboard: page set-up, the access gate, and the page list.
+"""Streamlit page script of the dashboard: page set-up, the access check, and the page list.
 
-Run through ``rehab app`` (rehab.app.launch), which binds to 127.0.0.1 unless told otherwise.
+Served by rehab/app/server.py (``rehab app``), whose gateway asks for the login before any of this runs.
 """
 
 from pathlib import Path

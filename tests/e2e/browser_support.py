@@ -220,14 +220,76 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, data_dir: Path, model: Path | None, log_path: Path, threads: int = 1) -> subprocess.Popen:
+PERMISSIVE_UMASK = 0o022
+# The account the browser tests log in with (written to the data folder's users file before the server starts).
+TEST_USER, TEST_PASSWORD = "therapist-e2e", "e2e-password-123"
+
+
+def start_server(port: int, data_dir: Path, model: Path | None, log_path: Path, threads: int = 1,
+                 accounts: dict[str, str] | None = None, max_upload_mb: int | None = None) -> subprocess.Popen:
+    """The real `rehab app` server (rehab/app/server.py behind its login) with these accounts (name: password)."""
+    from rehab.accounts import add_user
     from rehab.app.launch import build_command, build_env
     from rehab.app_settings import AppSettings
 
-    settings = AppSettings(data_dir=data_dir, model_path=model, threads=threads)
+    for name, password in (accounts if accounts is not None else {TEST_USER: TEST_PASSWORD}).items():
+        add_user(data_dir / "users.json", name, password)
+    settings = AppSettings(data_dir=data_dir, model_path=model, threads=threads,
+                           **({"max_upload_mb": max_upload_mb} if max_upload_mb else {}))
     log = log_path.open("w")
-    return subprocess.Popen(build_command("127.0.0.1", port, settings), env=build_env(settings), cwd=str(REPO_ROOT),
+    env = {k: v for k, v in build_env(settings).items() if k != "REHAB_APP_PASSWORD"}
+    return subprocess.Popen(build_command("127.0.0.1", port, settings), env=env, cwd=str(REPO_ROOT),
                             stdout=log, stderr=subprocess.STDOUT)
+
+
+def write_self_signed_cert(folder: Path, name: str = "server") -> tuple[Path, Path]:
+    """A real self-signed certificate and key for 127.0.0.1 (PEM), made with `cryptography`."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rehab test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / f"{name}.crt", folder / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def log_in(page, port: int, path: str = "/", user: str = TEST_USER, password: str = TEST_PASSWORD,
+           timeout_s: float = 30.0) -> None:
+    """Open ``path``, which the server answers with its login page, and log in through that page's form."""
+    page.goto(f"http://127.0.0.1:{port}{path}", timeout=timeout_s * 1000)
+    page.wait_for_url("**/login?next=**", timeout=timeout_s * 1000)
+    page.fill("#user", user, timeout=timeout_s * 1000)
+    page.fill("#password", password, timeout=timeout_s * 1000)
+    page.get_by_role("button", name="Log in").click(timeout=timeout_s * 1000)
+    page.wait_for_url(lambda url: "/login" not in url, timeout=timeout_s * 1000)
+
+
+def private_mode_problems(root: Path) -> list[str]:
+    """Folders under ``root`` that are not 0700 and files that are not 0600 (empty when all are private)."""
+    import stat
+
+    problems = []
+    for path in [root, *root.rglob("*")]:
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        want = 0o700 if path.is_dir() else 0o600
+        if mode != want:
+            problems.append(f"{path.relative_to(root.parent)}: {mode:o}")
+    return problems
 
 
 def wait_healthy(port: int, server: subprocess.Popen, timeout_s: float) -> float:
@@ -245,12 +307,22 @@ def wait_healthy(port: int, server: subprocess.Popen, timeout_s: float) -> float
     raise TimeoutError(f"Streamlit did not answer /_stcore/health within {timeout_s} s")
 
 
+# A metric tile that cannot be read this quickly was removed by a rerun of the page.
+METRIC_READ_TIMEOUT_MS = 2000
+
+
 def metrics(page) -> dict[str, str]:
     """The st.metric tiles on the page as {label: value}."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     out = {}
     for tile in page.locator('[data-testid="stMetric"]').all():
-        label = tile.locator('[data-testid="stMetricLabel"]').inner_text().strip()
-        out[label] = tile.locator('[data-testid="stMetricValue"]').inner_text().strip()
+        try:
+            label = tile.locator('[data-testid="stMetricLabel"]').inner_text(timeout=METRIC_READ_TIMEOUT_MS).strip()
+            out[label] = tile.locator('[data-testid="stMetricValue"]').inner_text(
+                timeout=METRIC_READ_TIMEOUT_MS).strip()
+        except PlaywrightTimeout:
+            continue  # the tile was replaced by a rerun between listing and reading: the next sample has it
     return out
 
 
@@ -312,6 +384,16 @@ def _video_state(page) -> dict:
     }""")
 
 
+def _status_without_cookie(url: str) -> int:
+    import urllib.error
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            return reply.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
 def _no_camera(pw, port: int, left) -> dict:
     """A browser with no camera at all: the page must say so and keep working."""
     with tempfile.TemporaryDirectory(prefix="rehab-chromium-") as profile:
@@ -321,7 +403,7 @@ def _no_camera(pw, port: int, left) -> dict:
                                                         args=args, viewport={"width": 1400, "height": 1000})
         try:
             page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{port}/", timeout=left() * 1000)
+            log_in(page, port, timeout_s=left())
             frame = page.frame_locator(WEBRTC_IFRAME)
             frame.get_by_role("button", name="START").click(timeout=left() * 1000)
             # The browser's own error under the video, and the page's explanation of it beside.
@@ -349,6 +431,8 @@ def run_live_session(clip: Path, data_dir: Path, model: Path | None, out: Path, 
         return max(deadline - time.monotonic(), 1.0)
 
     setup_network()
+    # A permissive umask, as on many desktops: the server must make its files owner-only all the same.
+    os.umask(PERMISSIVE_UMASK)
     screenshots.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = out.with_suffix(".server.log")
@@ -364,7 +448,8 @@ def run_live_session(clip: Path, data_dir: Path, model: Path | None, out: Path, 
                 viewport={"width": 1400, "height": 1000})
             try:
                 page = browser.new_page()
-                page.goto(f"http://127.0.0.1:{port}/", timeout=left() * 1000)
+                log_in(page, port, timeout_s=left())
+                result["logged_in_at"] = page.url
                 pseudonym = page.get_by_label("New pseudonym")
                 pseudonym.fill("P-E2E", timeout=left() * 1000)
                 pseudonym.press("Enter")
@@ -406,6 +491,9 @@ def run_live_session(clip: Path, data_dir: Path, model: Path | None, out: Path, 
                 result["video_played"] = wait_for(
                     lambda: (s := _video_state(page)) and s["currentTime"] > 0.5 and s, min(15.0, left()))
                 page.screenshot(path=str(screenshots / "live_saved.png"))
+                src = page.evaluate("() => document.querySelector(\"video[src*='/media/']\").src")
+                result["media_with_cookie"] = page.request.get(src).status
+                result["media_without_cookie"] = _status_without_cookie(src)
                 page.frame_locator(WEBRTC_IFRAME).get_by_role("button", name="STOP").click(timeout=left() * 1000)
                 result["final"] = sample()
             except Exception as err:
@@ -427,6 +515,7 @@ def run_live_session(clip: Path, data_dir: Path, model: Path | None, out: Path, 
             server.wait()
     recordings = sorted((data_dir / "recordings").glob("*/")) if (data_dir / "recordings").is_dir() else []
     result["recordings"] = [str(p) for p in recordings]
+    result["mode_problems"] = private_mode_problems(data_dir)
     out.write_text(json.dumps(result, indent=2))
     return result
 

@@ -2,8 +2,9 @@
 
 Chromium skips loopback ICE candidates and aiortc never offers 127.0.0.1, so the browser and the server meet
 on a veth pair inside a private network namespace (``unshare -n``, needs root as in CI). The namespace side
-(server, browser, clicks) runs in tests.e2e.browser_support and reports what the page showed as JSON; this
-test asserts on it and on the saved recording. Screenshots go to out/e2e/ (or $REHAB_E2E_ARTIFACTS).
+(server, browser, login through the server's own page, clicks) runs in tests.e2e.browser_support and reports
+what the page showed as JSON; this test asserts on it, on the saved recording, its media link and file modes.
+Screenshots go to out/e2e/ (or $REHAB_E2E_ARTIFACTS).
 """
 
 from __future__ import annotations
@@ -113,6 +114,17 @@ def test_live_page_processes_the_camera_records_and_plays_back(tmp_path, shared_
     raw_faces, shown = bs.faces_shown_where_raw_had_one(frames, bs.camera_frames(clip))
     print(f"faces on the raw camera frames: {raw_faces}; shown again in the recording: {shown}")
     assert shown == 0, "a face the camera showed is visible in the recording"
+
+    # The browser came in through the server's login page; the recording's media link answers only with
+    # that login's cookie, and every file the server wrote is owner-only (the test runs with umask 022).
+    assert "/login" not in seen["logged_in_at"]
+    assert seen["media_with_cookie"] == 200 and seen["media_without_cookie"] == 401, seen
+    assert seen["mode_problems"] == [], seen["mode_problems"]
+    from rehab.store import Store
+
+    with Store(data_dir) as store:
+        trail = {(e["user"], e["action"], e["pseudonym"]) for e in store.audit_log()}
+    assert (bs.TEST_USER, "record", "P-E2E") in trail and (bs.TEST_USER, "login", None) in trail, trail
 
     # With no camera at all, the browser's error and the page's explanation show, and the app keeps running.
     no_camera = seen["no_camera"]

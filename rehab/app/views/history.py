@@ -20,6 +20,11 @@ SESSION_COLUMNS = {
 REP_COLUMNS = {"side": "Side", "number": "Repetition", "start_s": "Start (s)", "end_s": "End (s)",
                "rom_min_deg": "Min (°)", "rom_max_deg": "Max (°)", "rom_span_deg": "Range (°)"}
 VIDEO_NAME = "annotated.mp4"
+AUDIT_ROWS_SHOWN = 200
+AUDIT_COLUMNS = {"at": "When (UTC)", "user": "User", "action": "Action", "pseudonym": "Patient",
+                 "session_id": "Session", "detail": "Detail"}
+# Patients whose history this browser session has opened (each is written to the audit trail once).
+VIEWED_KEY = "rehab.history.viewed"
 
 
 def _export_bytes(store: Store, pseudonym: str | None) -> bytes:
@@ -97,6 +102,15 @@ def _session_detail(store: Store, sessions: pd.DataFrame) -> None:
             st.warning(f"The files of this session are no longer in {folder}.")
 
 
+def _audit_section(store: Store) -> None:
+    with st.expander("Audit trail: who recorded, analysed, viewed and exported what"):
+        entries = store.audit_log(limit=AUDIT_ROWS_SHOWN)
+        if entries:
+            st.dataframe(pd.DataFrame(entries).rename(columns=AUDIT_COLUMNS), hide_index=True, width="stretch")
+        else:
+            st.caption("Nothing recorded yet.")
+
+
 def render() -> None:
     settings = common.load_app_settings()
     st.title("History")
@@ -114,9 +128,15 @@ def render() -> None:
         current = st.session_state.get(common.PATIENT_KEY)
         pseudonym = st.selectbox("Patient", known, index=known.index(current) if current in known else 0)
         st.session_state[common.PATIENT_KEY] = pseudonym
+        viewed = st.session_state.setdefault(VIEWED_KEY, set())
+        if pseudonym not in viewed:
+            viewed.add(pseudonym)
+            common.audit(settings, "view", pseudonym, detail="history page")
         sessions = pd.DataFrame(store.sessions(pseudonym))
         st.download_button("Export this patient's sessions (CSV)", _export_bytes(store, pseudonym),
-                           file_name=f"sessions_{common.slug(pseudonym)}.csv", mime="text/csv")
+                           file_name=f"sessions_{common.slug(pseudonym)}.csv", mime="text/csv",
+                           on_click=common.audit, args=(settings, "export", pseudonym),
+                           kwargs={"detail": "CSV of this patient's sessions"})
         if sessions.empty:
             st.info(f"{pseudonym} has no sessions yet. Record one on the Live page or analyse a video.")
         else:
@@ -131,7 +151,9 @@ def render() -> None:
             _session_detail(store, sessions)
         st.divider()
         st.download_button("Export all patients' sessions (CSV)", _export_bytes(store, None),
-                           file_name="sessions_all.csv", mime="text/csv")
+                           file_name="sessions_all.csv", mime="text/csv", on_click=common.audit,
+                           args=(settings, "export"), kwargs={"detail": "CSV of all patients' sessions"})
+        _audit_section(store)
 
 
 # Streamlit runs a page file as "__main__"; importing it (e.g. in tests) renders nothing.

@@ -172,10 +172,11 @@ def _register(settings, result: RecordingResult) -> None:
         output_dir=str(result.output_dir), model=model_name, summary=dict(result.summary))
     try:
         with store:
-            store.add_session(record)
+            session_id = store.add_session(record)
     except StoreError as err:
         st.error(f"The recording was saved in {result.output_dir} but could not be added to the history: {err}")
         return
+    common.audit(settings, "record", pseudonym, session_id, detail=f"live recording, {result.duration_s:.0f} s")
     st.session_state[LAST_RECORDING_KEY] = (result, pseudonym)
 
 
@@ -276,7 +277,7 @@ def _record_controls(settings, live: LiveSession, pseudonym, exercise, target, p
     if st.button("● Record", disabled=not playing or pseudonym is None,
                  help="Saves the anonymised, annotated video (H.264), its frames table and a summary, and adds "
                       "the session to the patient's history."):
-        out = common.new_output_dir(settings, "recordings", pseudonym, exercise.name)
+        out = common.new_output_dir(settings, "recordings")
         live.start_recording(out, exercise.name, info={
             "pseudonym": pseudonym, "model": model.info.name, "target_range_deg": list(target),
             "anonymized": common.anonymize_enabled(settings)})

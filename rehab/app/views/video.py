@@ -67,7 +67,7 @@ def _analyse(upload, settings, model, runtime, exercise, pseudonym: str | None) 
         return UploadResult(name, error=f"{name} is {upload.size / MB:.1f} MB, over the upload limit of "
                                         f"{settings.max_upload_mb} MB (app setting max_upload_mb / "
                                         "REHAB_APP_MAX_UPLOAD_MB). Trim or compress the video and try again.")
-    out_dir = common.new_output_dir(settings, "videos", pseudonym or "", Path(name).stem)
+    out_dir = common.new_output_dir(settings, "videos")
     bar = st.progress(0.0, text=f"{name}: reading…")
 
     def progress(done: int, expected: int) -> None:
@@ -75,8 +75,9 @@ def _analyse(upload, settings, model, runtime, exercise, pseudonym: str | None) 
         bar.progress(fraction, text=f"{name}: {done} of {expected or '?'} frames")
 
     options = BatchOptions(exercise=exercise.name if exercise else None, settings=runtime)
-    # The upload (faces unblurred) lives only in a temporary file; only anonymised outputs are kept.
-    with tempfile.TemporaryDirectory(prefix="rehab-upload-") as tmp:
+    # The upload (faces unblurred) lives only in a temporary file in the data folder's owner-only tmp/, removed
+    # on success, error and a stopped script alike; only anonymised outputs are kept.
+    with tempfile.TemporaryDirectory(prefix="upload-", dir=common.private_temp_dir(settings)) as tmp:
         source = Path(tmp) / f"upload{Path(name).suffix.lower() or '.mp4'}"
         source.write_bytes(upload.getbuffer())
         try:
@@ -109,10 +110,11 @@ def _file(settings, summary: dict, pseudonym: str, name: str, out_dir: Path, exe
         source=f"upload: {name}", output_dir=str(out_dir), model=model.info.name, summary=summary.get("session") or {})
     try:
         with store:
-            store.add_session(record)
+            session_id = store.add_session(record)
     except StoreError as err:
         st.error(f"{name}: analysed, but not added to the history: {err}")
         return None
+    common.audit(settings, "analyse", pseudonym, session_id, detail=f"uploaded video {name}")
     return pseudonym
 
 

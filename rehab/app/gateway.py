@@ -1,0 +1,466 @@
+"""The login in front of the dashboard: ASGI middleware and login/logout routes on Streamlit's Starlette server.
+
+``rehab app`` serves ``rehab/app/server.py``, an ``st.App`` built with :func:`Gateway.middleware` and
+:func:`Gateway.routes`. Every HTTP request and websocket passes :class:`AuthMiddleware` before Streamlit sees
+it: the page, ``/_stcore/*`` (all but the health check), ``/media/*``, uploads, components and static files
+need a valid session cookie; without one a page request is sent to ``/login`` and anything else gets 401
+(a websocket is closed before it is accepted), without reading the request body. With a cookie:
+
+- a media file (``/media/<id>``) is served only to the login whose Streamlit session made it, while that
+  session is connected (a copied link is useless in another browser or after the tab is closed);
+- an upload goes only to a Streamlit session of the same login, and one larger than the limit is refused
+  from its Content-Length before a byte of it is read;
+- a websocket may resume only a Streamlit session of the same login.
+
+The page script binds its Streamlit session to the login it runs for (:meth:`Gateway.bind_session`), which is
+what the media, upload and resume checks look up. State lives in this process only: a restart logs everyone
+out, and a cookie signed by another server (another secret) is never valid here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+import threading
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from http.cookies import SimpleCookie
+from typing import Any
+
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+from rehab.accounts import SHARED_ACCOUNT, Accounts, LoginSession, LoginThrottle, SessionSigner, ThrottlePolicy
+from rehab.app_settings import AppSettings
+
+log = logging.getLogger(__name__)
+
+COOKIE_NAME = "rehab_session"
+LOGIN_PATH = "/login"
+LOGOUT_PATH = "/logout"
+# Load balancers and `rehab app`'s own start-up check poll this without a login; it says only "ok".
+PUBLIC_PATHS = frozenset({"/_stcore/health", LOGIN_PATH})
+# Requests for these are API calls, not pages: refused with 401 rather than sent to the login page.
+API_PREFIXES = ("/_stcore/", "/media/", "/component/", "/static/", "/app/static/", "/auth/", "/oauth2callback")
+MEDIA_PREFIX = "/media/"
+UPLOAD_PREFIX = "/_stcore/upload_file/"
+# The login form is two short fields; a longer body is not a login.
+LOGIN_BODY_MAX_BYTES = 4096
+# Websocket close code for a policy violation; uvicorn answers the handshake with 403.
+WS_POLICY_VIOLATION = 1008
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict]]
+Send = Callable[[dict], Awaitable[None]]
+
+_active: Gateway | None = None
+
+
+def active() -> Gateway | None:
+    """The gateway of the server this process runs, or None (the page runs without ``rehab app``)."""
+    return _active
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    reason: str
+
+
+class Gateway:
+    """Accounts, login sessions, throttle and the Streamlit-session bindings of one server process."""
+
+    def __init__(self, settings: AppSettings, accounts: Accounts, policy: ThrottlePolicy | None = None,
+                 audit: Callable[..., None] | None = None) -> None:
+        self.settings = settings
+        self.accounts = accounts
+        self.signer = SessionSigner(settings.session_hours * 3600.0)
+        self.throttle = LoginThrottle(policy or ThrottlePolicy())
+        self._audit = audit
+        # Streamlit session id -> login session id; written by the page script, read by the middleware.
+        self._bindings: dict[str, str] = {}
+        # Media file id -> the Streamlit sessions that made it.
+        self._media_makers: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a login is required (some account is configured)."""
+        return self.accounts.configured
+
+    def install(self) -> Gateway:
+        """Make this the process's gateway, found by the page script through :func:`active`."""
+        global _active
+        _active = self
+        return self
+
+    def middleware(self) -> list:
+        from starlette.middleware import Middleware
+
+        return [Middleware(AuthMiddleware, gateway=self)]
+
+    def routes(self) -> list:
+        from starlette.routing import Route
+
+        return [Route(LOGIN_PATH, self._login, methods=["GET", "POST"]),
+                Route(LOGOUT_PATH, self._logout, methods=["GET", "POST"])]
+
+    # ---------------------------------------------------------------------------------------------
+    # sessions
+
+    def session_for(self, cookie_header: str | None) -> LoginSession | None:
+        return self.signer.verify(_cookie(cookie_header, COOKIE_NAME))
+
+    def session_from_token(self, token: str | None) -> LoginSession | None:
+        return self.signer.verify(token)
+
+    def bind_session(self, streamlit_session_id: str, login: LoginSession) -> None:
+        self.watch_media()
+        with self._lock:
+            new = streamlit_session_id not in self._bindings
+            self._bindings[streamlit_session_id] = login.sid
+        if new:
+            self._forget_closed_sessions()
+
+    def _forget_closed_sessions(self) -> None:
+        """Drop the bindings of logins that have ended (logout, expiry), so that they do not pile up.
+
+        Bindings of a live login stay even while its tab is disconnected: dropping one would let another
+        login resume that Streamlit session.
+        """
+        with self._lock:
+            for session in [s for s, sid in self._bindings.items() if not self.signer.is_open(sid)]:
+                del self._bindings[session]
+            for file_id in list(self._media_makers):
+                self._media_makers[file_id] &= self._bindings.keys()
+                if not self._media_makers[file_id]:
+                    del self._media_makers[file_id]
+
+    def owner_of(self, streamlit_session_id: str) -> str | None:
+        with self._lock:
+            return self._bindings.get(streamlit_session_id)
+
+    def _sessions_of(self, sid: str) -> list[str]:
+        with self._lock:
+            return [s for s, owner in self._bindings.items() if owner == sid]
+
+    def media_allowed(self, file_name: str, login: LoginSession) -> bool:
+        """Whether ``file_name`` (``<id>.<ext>``) was made by a connected Streamlit session of ``login``.
+
+        The makers are recorded as Streamlit creates each file (:meth:`watch_media`): its own per-session
+        table is emptied at the start of every script run, so a download clicked during a rerun would find
+        no owner there. Should Streamlit change so that neither source names a maker, media are refused.
+        """
+        from streamlit.runtime import Runtime
+
+        if not Runtime.exists():
+            return False
+        runtime = Runtime.instance()
+        file_id = file_name.split(".", 1)[0]
+        with self._lock:
+            makers = set(self._media_makers.get(file_id, ()))
+        table = getattr(runtime.media_file_mgr, "_files_by_session_and_coord", None)
+        lock = getattr(runtime.media_file_mgr, "_lock", None)
+        if table is not None and lock is not None:
+            with lock:
+                makers.update(session for session, files in table.items() if file_id in files.values())
+        return any(self.owner_of(s) == login.sid and runtime.get_client(s) is not None for s in makers)
+
+    def watch_media(self) -> None:
+        """Record which Streamlit session makes each media file (videos, downloads); idempotent.
+
+        Called from the page script before it renders anything, so no file of a session escapes it.
+        """
+        from streamlit.runtime import Runtime
+
+        if not Runtime.exists():
+            return
+        manager = Runtime.instance().media_file_mgr
+        if getattr(manager, "_rehab_watched", False):
+            return
+        original = manager.add
+
+        def add(*args, **kwargs):
+            url = original(*args, **kwargs)
+            ctx = get_script_run_ctx()
+            if ctx is not None:
+                file_id = str(url).rsplit("/", 1)[-1].split(".", 1)[0]
+                with self._lock:
+                    self._media_makers.setdefault(file_id, set()).add(ctx.session_id)
+            return url
+
+        manager.add = add
+        manager._rehab_watched = True
+
+    def _close_streamlit_sessions(self, sid: str) -> None:
+        from streamlit.runtime import Runtime
+
+        sessions = self._sessions_of(sid)
+        with self._lock:
+            for s in sessions:
+                self._bindings.pop(s, None)
+        if Runtime.exists():
+            for s in sessions:
+                Runtime.instance().close_session(s)
+
+    def audit(self, user: str, action: str, detail: str = "") -> None:
+        if self._audit is not None:
+            try:
+                self._audit(user, action, detail=detail)
+            except Exception as err:  # the trail must not stop a login; the failure is logged
+                log.error("could not write the audit entry %s/%s: %s", user, action, err)
+
+    # ---------------------------------------------------------------------------------------------
+    # routes
+
+    async def _login(self, request):
+        from starlette.responses import HTMLResponse, RedirectResponse
+
+        target = _safe_next(request.query_params.get("next"))
+        if request.method == "GET":
+            return HTMLResponse(login_page(target, user=self._only_account()), headers=_LOGIN_HEADERS)
+        if not _same_origin(request.scope):
+            # Another site's form posting here (login CSRF: the browser would end up in the attacker's account).
+            return HTMLResponse(login_page(target, "Log in from this page."), status_code=403, headers=_LOGIN_HEADERS)
+        client = _client(request.scope)
+        locked = self.throttle.locked_for_s(client)
+        if locked > 0:
+            log.warning("login from %s refused: locked out for %.0f s more", client, locked)
+            return HTMLResponse(login_page(target, f"Too many failed attempts. Try again in {locked:.0f} s."),
+                                status_code=429, headers={**_LOGIN_HEADERS, "Retry-After": str(int(locked) + 1)})
+        body = await _read_limited(request, LOGIN_BODY_MAX_BYTES)
+        if body is None:
+            return HTMLResponse(login_page(target, "The login form was too large."), status_code=413,
+                                headers=_LOGIN_HEADERS)
+        form = urllib.parse.parse_qs(body.decode("utf-8", "replace"), max_num_fields=4)
+        user = (form.get("user") or [""])[0].strip()
+        password = (form.get("password") or [""])[0]
+        # scrypt takes tens of milliseconds: off the event loop, so other browsers stay responsive.
+        ok = bool(user) and bool(password) and await asyncio.to_thread(self.accounts.check, user, password)
+        if not ok:
+            lockout = self.throttle.failed(client)
+            log.warning("failed login for %r from %s%s", user[:64], client,
+                        f"; locked out for {lockout:.0f} s" if lockout else "")
+            await asyncio.sleep(self.throttle.policy.failure_delay_s)
+            message = (f"Too many failed attempts. Try again in {lockout:.0f} s." if lockout
+                       else "Wrong user name or password.")
+            return HTMLResponse(login_page(target, message, user), status_code=429 if lockout else 401,
+                                headers=_LOGIN_HEADERS)
+        self.throttle.succeeded(client)
+        token, session = self.signer.issue(user)
+        log.info("%s logged in from %s", user, client)
+        await asyncio.to_thread(self.audit, user, "login", f"from {client}")
+        response = RedirectResponse(target, status_code=303, headers=_NO_STORE)
+        response.set_cookie(COOKIE_NAME, token, max_age=int(self.signer.lifetime_s), path="/", httponly=True,
+                            samesite="strict", secure=_is_https(request.scope))
+        return response
+
+    def _only_account(self) -> str:
+        """The one-user set-up's account name, filled in for the user; "" when there are several accounts."""
+        names = list(self.accounts.hashes)
+        return names[0] if names == [SHARED_ACCOUNT] else ""
+
+    async def _logout(self, request):
+        from starlette.responses import RedirectResponse
+
+        session = self.session_for(request.headers.get("cookie"))
+        if session is not None:
+            self.signer.revoke(session.sid)
+            self._close_streamlit_sessions(session.sid)
+            log.info("%s logged out", session.user)
+            await asyncio.to_thread(self.audit, session.user, "logout")
+        response = RedirectResponse(LOGIN_PATH, status_code=303, headers=_NO_STORE)
+        response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="strict",
+                               secure=_is_https(request.scope))
+        return response
+
+
+class AuthMiddleware:
+    """Pure ASGI (no body buffering): every request passes here before Streamlit's own handlers."""
+
+    def __init__(self, app, gateway: Gateway) -> None:
+        self.app = app
+        self.gateway = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind not in ("http", "websocket") or not self.gateway.enabled:
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        if kind == "http" and path in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        login = self.gateway.session_for(_header(scope, b"cookie"))
+        refusal = self._check(scope, path, login)
+        if refusal is None:
+            await self.app(scope, receive, send)
+            return
+        log.info("refused %s %s from %s: %s", scope.get("method", "WS"), path, _client(scope), refusal.reason)
+        if kind == "websocket":
+            await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION})
+            return
+        if refusal.status == 401 and scope.get("method") in ("GET", "HEAD") and not path.startswith(API_PREFIXES):
+            await _respond(send, 303, b"", [(b"location", _login_url(scope).encode())])
+            return
+        await _respond(send, refusal.status, refusal.reason.encode() + b"\n", [(b"content-type", b"text/plain")])
+
+    def _check(self, scope: Scope, path: str, login: LoginSession | None) -> Refusal | None:
+        if login is None:
+            return Refusal(401, "login required")
+        if scope["type"] == "websocket":
+            resumed = _resumed_session(scope)
+            if resumed and self.gateway.owner_of(resumed) not in (None, login.sid):
+                return Refusal(403, "that session belongs to another login")
+            return None
+        if path.startswith(MEDIA_PREFIX) and not self.gateway.media_allowed(path[len(MEDIA_PREFIX):], login):
+            return Refusal(404, "no such file for this session")
+        if path.startswith(UPLOAD_PREFIX):
+            session_id = path[len(UPLOAD_PREFIX):].split("/", 1)[0]
+            if self.gateway.owner_of(session_id) != login.sid:
+                return Refusal(403, "upload to a session of another login")
+            if scope.get("method") != "PUT":
+                return None
+            length = _header(scope, b"content-length")
+            limit = self.gateway.settings.max_upload_bytes + UPLOAD_FRAMING_BYTES
+            if length is None or not length.isdigit():
+                return Refusal(411, "an upload needs a Content-Length")
+            if int(length) > limit:
+                return Refusal(413, f"upload larger than the limit of {self.gateway.settings.max_upload_mb} MB")
+        return None
+
+
+# Multipart framing (boundary lines, headers) around the file in an upload's body.
+UPLOAD_FRAMING_BYTES = 64 * 1024
+_NO_STORE = {"cache-control": "no-store"}
+# The login form is never shown inside another site's frame (clickjacking).
+_LOGIN_HEADERS = {**_NO_STORE, "x-frame-options": "DENY", "content-security-policy": "frame-ancestors 'none'"}
+
+
+async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    # "connection: close": the body the client may still be sending is not read, and the connection ends.
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*headers, (b"content-length", str(len(body)).encode()), (b"connection", b"close"),
+                            (b"cache-control", b"no-store")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_limited(request, limit: int) -> bytes | None:
+    data = b""
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > limit:
+            return None
+    return data
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _cookie(header: str | None, name: str) -> str | None:
+    if not header:
+        return None
+    jar = SimpleCookie()
+    try:
+        jar.load(header)
+    except Exception:  # http.cookies raises CookieError on junk; a junk cookie is no session
+        return None
+    morsel = jar.get(name)
+    return morsel.value if morsel is not None else None
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def _is_https(scope: Scope) -> bool:
+    # A TLS-terminating proxy in front (README) says so in X-Forwarded-Proto; the flag only makes the cookie
+    # stricter, so trusting it costs nothing.
+    return scope.get("scheme") in ("https", "wss") or (_header(scope, b"x-forwarded-proto") or "") == "https"
+
+
+def _same_origin(scope: Scope) -> bool:
+    """No Origin header (an old browser, a script) or one naming this very host."""
+    origin = _header(scope, b"origin")
+    if origin is None:
+        return True
+    return urllib.parse.urlsplit(origin).netloc == (_header(scope, b"host") or "")
+
+
+def _resumed_session(scope: Scope) -> str | None:
+    """The Streamlit session id a reconnecting websocket asks to resume (third subprotocol entry)."""
+    entries = [e.strip() for e in (_header(scope, b"sec-websocket-protocol") or "").split(",")]
+    return entries[2] if len(entries) > 2 and entries[2] else None
+
+
+def _login_url(scope: Scope) -> str:
+    target = scope.get("path", "/")
+    query = scope.get("query_string", b"").decode("latin-1")
+    if query:
+        target += "?" + query
+    return f"{LOGIN_PATH}?{urllib.parse.urlencode({'next': target})}"
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this server: never another site (//host, scheme:...), never back to the login."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    if urllib.parse.urlsplit(target).path in (LOGIN_PATH, LOGOUT_PATH):
+        return "/"
+    return target
+
+
+def login_page(next_path: str = "/", message: str | None = None, user: str = "") -> str:
+    """The login form: self-contained (no scripts, no external files), so it loads before any login."""
+    error = f'<p class="error" role="alert">{html.escape(message)}</p>' if message else ""
+    action = html.escape(f"{LOGIN_PATH}?{urllib.parse.urlencode({'next': next_path})}", quote=True)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Log in · Rehab pose monitor</title>
+<style>
+body {{font-family: system-ui, sans-serif; background: #f5f6f8; color: #222; margin: 0;}}
+main {{max-width: 22rem; margin: 12vh auto; background: #fff; padding: 2rem; border-radius: .6rem;
+       box-shadow: 0 1px 4px rgba(0,0,0,.12);}}
+h1 {{font-size: 1.35rem; margin-top: 0;}} label {{display: block; margin: 1rem 0 .3rem;}}
+input {{width: 100%; box-sizing: border-box; padding: .55rem; font-size: 1rem; border: 1px solid #bbb;
+        border-radius: .3rem;}}
+button {{margin-top: 1.4rem; width: 100%; padding: .6rem; font-size: 1rem; border: 0; border-radius: .3rem;
+         background: #ff4b4b; color: #fff; cursor: pointer;}}
+.error {{color: #a40000; background: #fdecec; padding: .5rem .7rem; border-radius: .3rem;}}
+.note {{font-size: .85rem; color: #666;}}
+</style></head>
+<body><main>
+<h1>Rehab pose monitor</h1>
+{error}
+<form method="post" action="{action}">
+<label for="user">User name</label>
+<input id="user" name="user" autocomplete="username" required autofocus value="{html.escape(user[:64], quote=True)}">
+<label for="password">Password</label>
+<input id="password" name="password" type="password" autocomplete="current-password" required>
+<button type="submit">Log in</button>
+</form>
+<p class="note">Accounts are made on the server with <code>rehab users add NAME</code>.</p>
+</main></body></html>
+"""
+
+
+def build_gateway(settings: AppSettings) -> Gateway:
+    """The gateway for ``settings``: accounts loaded (AuthError naming the users file when unusable)."""
+    from rehab.accounts import load_accounts
+
+    accounts = load_accounts(settings.users_path, settings.password)
+
+    def audit(user: str, action: str, detail: str = "") -> None:
+        from rehab.store import Store
+
+        with Store(settings.data_dir) as store:
+            store.audit(user, action, detail=detail)
+
+    return Gateway(settings, accounts, audit=audit)
+

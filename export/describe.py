@@ -90,7 +90,7 @@ def training_summary(config: Config, checkpoint: Mapping[str, Any]) -> dict[str,
         "optim": dataclasses.asdict(config.optim),
         "train": {"epochs": config.train.epochs, "batch_size": config.train.batch_size, "seed": config.train.seed,
                   "cpu_bf16": config.train.cpu_bf16, "amp": config.train.amp, "freeze_bn": config.train.freeze_bn,
-                  "presence_loss_weight": config.train.presence_loss_weight},
+                  "freeze_pose": config.train.freeze_pose, "presence_loss_weight": config.train.presence_loss_weight},
         "epochs_done": int(checkpoint["epoch"]) + 1 if "epoch" in checkpoint else None,
         "torch_version": checkpoint.get("torch_version"),
     })

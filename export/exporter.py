@@ -303,8 +303,9 @@ def _export_int8(output: Path, info: ModelInfo, data_root, eval_records, fp32_su
         set_file_metadata(tmp, int8_info)
         int8_model = _load(tmp, options)
         summary = _evaluate(int8_model, eval_records, options, "int8 PCK")
+        # Recorded with the FP16 tolerance for reference; the decision agreement is what is checked (a warning).
         presence = None if fp32_model is None else _variant_presence(fp32_model, int8_model, presence_tensors,
-                                                                     float("inf"))
+                                                                     FP16_HEATMAP_TOLERANCE)
         if presence is not None:
             level = logging.INFO if presence.decision_agreement >= INT8_MIN_PRESENCE_AGREEMENT else logging.WARNING
             logger.log(level, "int8 presence vs FP32: %s", presence.summary())

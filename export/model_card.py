@@ -62,7 +62,7 @@ def plot_curves(main: list[dict], finetune: list[dict], out_png: Path) -> Path:
     ep_ft = [n + int(r["epoch"]) for r in finetune]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     ax1.plot(ep_main, [float(r["val_pck"]) for r in main], "o-", ms=3, label="mixed LSPET + LSP train")
-    if finetune:
+    if finetune and all(r.get("val_pck") for r in finetune):  # a presence step with frozen pose validates no PCK
         ax1.plot(ep_ft, [float(r["val_pck"]) for r in finetune], "s-", ms=3, label="fine-tune on LSP train")
     lrs = [float(r["lr"]) for r in main]
     for i in range(1, n):
@@ -76,8 +76,10 @@ def plot_curves(main: list[dict], finetune: list[dict], out_png: Path) -> Path:
     ax1.legend(fontsize=8)
     for rows, xs, tag in ((main, ep_main, "mixed"), (finetune, ep_ft, "fine-tune")):
         if rows:
-            ax2.plot(xs, [float(r["train_loss"]) for r in rows], "-", label=f"train loss ({tag})")
-            ax2.plot(xs, [float(r["val_loss"]) for r in rows], "--", label=f"val loss ({tag})")
+            ax2.plot(xs, [float(r.get("train_heatmap_loss") or r["train_loss"]) for r in rows], "-",
+                     label=f"train loss ({tag})")
+            if all(r.get("val_loss") for r in rows):
+                ax2.plot(xs, [float(r["val_loss"]) for r in rows], "--", label=f"val loss ({tag})")
     ax2.set(xlabel="epoch", ylabel="heatmap MSE", title="loss")
     ax2.grid(alpha=0.3)
     ax2.legend(fontsize=8)
@@ -145,13 +147,18 @@ def _presence_section(info, finetune: list[dict], presence: dict, report: dict, 
               "probability is at or above it). `Pose.presence` carries the probability (flip test: the mean of the "
               "two logits)."), "",
              (f"Trained by `{PRESENCE_CONFIG}`: the pose model gains a head on its pooled backbone features (global "
-              "average + max pooling, 640 -> 64 -> 1) and is fine-tuned with BatchNorm statistics frozen, pose "
-              f"weights at LR {float(optim.get('lr', 0)):g} and the head at "
-              f"{float(optim.get('presence_head_lr') or optim.get('lr', 0)):g}, loss = heatmap MSE + "
-              f"{float(train.get('presence_loss_weight', 1)):g} x BCE(presence); {len(finetune)} epochs, "
+              "average + max pooling, 640 -> 64 -> 1)"
+              + (" trained alone: the pose weights are frozen (`train.freeze_pose`), so the heatmaps, and the pose "
+                 "accuracy, are exactly those of the starting checkpoint; head LR "
+                 f"{float(optim.get('presence_head_lr') or optim.get('lr', 0)):g}, loss = BCE(presence)"
+                 if train.get("freeze_pose") else
+                 f" and is fine-tuned with BatchNorm statistics frozen, pose weights at LR {float(optim.get('lr', 0)):g}"
+                 f" and the head at {float(optim.get('presence_head_lr') or optim.get('lr', 0)):g}, loss = heatmap "
+                 f"MSE + {float(train.get('presence_loss_weight', 1)):g} x BCE(presence)")
+              + f"; {len(finetune)} epochs, "
               f"{crops:,} crops, {seconds / 60:.0f} min on {cpu_name()} (2 threads, bf16 autocast; the machine was "
               "shared with other jobs)."),
-             "", "| source | sample | share of an epoch | heatmap loss |", "|---|---|---|---|"]
+             "", "| source | sample | share of an epoch | heatmap loss (while pose weights learn) |", "|---|---|---|---|"]
     total = sum(float(s_.get("ratio") or 0) for s_ in sources) or 1.0
     for src in sources:
         where = Path(src["path"]).name if src["kind"] == "video" else f"{src['kind']} {src['split']}"
@@ -176,7 +183,7 @@ def _presence_section(info, finetune: list[dict], presence: dict, report: dict, 
               "|---|---|---|---|---|---|---|"]
     for name, r in (("validation (last 500 LSPET, synthetic)", v), ("**test** (LSP test, synthetic, cam01)", t)):
         a = r["at_threshold"]
-        lines.append(f"| {name} | {r['crops']} | {r['persons']} | {r['auc']:.4f} | {100 * a['recall']:.1f}% | "
+        lines.append(f"| {name} | {r['crops']} | {r['persons']} | {r['auc']:.5f} | {100 * a['recall']:.1f}% | "
                      f"{100 * a['specificity']:.1f}% | {100 * a['accuracy']:.1f}% |")
     lines += ["", f"Per subset of the test set at {presence['threshold']:g}:", "",
               "| subset | crops | called person | median presence |", "|---|---|---|---|"]
@@ -215,15 +222,16 @@ def render(model: PoseModel, main: list[dict], finetune: list[dict], report: dic
         "metadata (`rehab.*` keys); the runtime reads them and hard-codes none."),
         f"- Recipe: `train/configs/default_mnv2.yaml` ({len(main)} epochs of LSPET 10,000 + LSP train 1,000, strong "
         "augmentation, Adam 1e-3 with x0.1 steps)" + (
-            f", then `{PRESENCE_CONFIG}` ({len(finetune)} epochs of pose + presence fine-tuning with person-free "
-            f"crops, pose weights at a constant {float(finetune[0]['lr']):g}, BatchNorm frozen)"
+            f", then `{PRESENCE_CONFIG}` ({len(finetune)} epochs training the presence head on person and "
+            "person-free crops" + (", pose weights frozen)" if info.training.get("train", {}).get("freeze_pose") else
+                                   f", pose weights at a constant {float(finetune[0]['lr']):g}, BatchNorm frozen)")
             if finetune and presence else
             f", then `train/configs/default_mnv2_finetune.yaml` ({len(finetune)} epochs on LSP train alone at a "
             f"constant {float(finetune[0]['lr']):g})" if finetune else "") +
         f"; {hours:.1f} h of training on {cpu_name()} ({platform.machine()}, 2 threads, no GPU).",
         f"- Best validation PCK@0.2 of the mixed-domain step: {float(best['val_pck']):.1f} at epoch {best['epoch']}"
         + (f"; best of the fine-tuning (the checkpoint it keeps): {max(float(r['val_pck']) for r in finetune):.1f}"
-           if finetune else "")
+           if finetune and all(r.get("val_pck") for r in finetune) else "")
         + " (300 LSP test images, whole image letterboxed; these 300 are also in the 1000 of the test below, so "
           "the checkpoint choice saw part of the test set).",
     ]

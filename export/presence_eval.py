@@ -54,7 +54,7 @@ TEST_PERSON_LIMIT = 500
 # bystander at the left stays within x < 300, y 250-800; the bands are the whole width above y=300
 # (ceiling, cameras) and below y=1620 (force plate and floor).
 HELD_OUT_CLIP = "videos/pose2sim_balancing_cam01.mp4"
-HELD_OUT_BANDS_Y = ((0, 300), (1620, 1920))
+HELD_OUT_BANDS_Y = {"cam01 ceiling band (y 0-300)": (0, 300), "cam01 floor band (y 1620-1920)": (1620, 1920)}
 
 
 @dataclass(frozen=True)
@@ -94,10 +94,10 @@ def _video_sets(root: Path, size) -> tuple[list[np.ndarray], list[bool], list[st
         images.append(_letterbox(frame, size))
         labels.append(True)
         names.append("cam01 whole frames")
-        for y1, y2 in HELD_OUT_BANDS_Y:
+        for band, (y1, y2) in HELD_OUT_BANDS_Y.items():
             images.append(_letterbox(frame[y1:y2], size))
             labels.append(False)
-            names.append("cam01 ceiling/floor bands")
+            names.append(band)
     return images, labels, names
 
 

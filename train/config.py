@@ -186,6 +186,9 @@ class TrainConfig:
     # Loss = heatmap MSE + presence_loss_weight x BCE(presence logit). Adam is scale-invariant per parameter, so
     # this only sets how strongly presence steers the weights shared with the pose (backbone), not the head's LR.
     presence_loss_weight: float = 1.0
+    # Only the presence head learns: the pose weights (backbone, deconvolutions, heatmap layer) stay exactly those
+    # of the starting checkpoint, so pose accuracy cannot change (and no gradient flows into the backbone).
+    freeze_pose: bool = False
     progress: bool = True
     tensorboard: bool = True  # used when the tensorboard package is installed
 
@@ -442,6 +445,8 @@ def resolve(cfg: Config) -> Config:
         raise ConfigError(f"model.presence_hidden must be >= 0, got {m.presence_hidden}")
     if cfg.data.presence_val and not m.presence_head:
         raise ConfigError("data.presence_val needs model.presence_head: true (a model without it has no presence output)")
+    if cfg.train.freeze_pose and not m.presence_head:
+        raise ConfigError("train.freeze_pose trains only the presence head; set model.presence_head: true")
     if not cfg.train.presence_loss_weight >= 0:
         raise ConfigError(f"train.presence_loss_weight must be >= 0, got {cfg.train.presence_loss_weight}")
     if cfg.optim.presence_head_lr is not None and not cfg.optim.presence_head_lr > 0:

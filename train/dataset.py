@@ -40,11 +40,13 @@ from train.augment import IDENTITY, AugmentDraw, draw
 from train.config import AugmentConfig, Config, SourceConfig, resolve_path
 from train.preprocess import crop
 from train.presence import (
+    LETTERBOX_PROB,
     SYNTHETIC_DEFAULT_COUNT,
     SyntheticDataset,
     VideoDataset,
     background_crop,
     empty_meta,
+    letterbox_bars,
     person_free_sample,
 )
 
@@ -160,9 +162,9 @@ class PoseDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         return self.sample(index, self.draw_for(index))
 
-    def _extra_rng(self, index: int) -> np.random.Generator:
-        # A stream of its own, so that adding zoom/background draws leaves the augmentation draws unchanged.
-        return np.random.default_rng([self.seed, self.epoch if self.augment is not None else 0, index, 7])
+    def _extra_rng(self, index: int, stream: int = 7) -> np.random.Generator:
+        # Streams of their own, so that adding zoom/background draws leaves the augmentation draws unchanged.
+        return np.random.default_rng([self.seed, self.epoch if self.augment is not None else 0, index, stream])
 
     def background_sample(self, index: int, aug: AugmentDraw) -> dict:
         """A crop of the record's image that touches no part of the annotated person's grown joint box."""
@@ -187,6 +189,9 @@ class PoseDataset(Dataset):
         else:
             center, scale, rotation = found
         patch, matrix = crop(image, center, scale, rotation, s.input_size)
+        rng = self._extra_rng(index, stream=8)
+        if found is not None and rng.random() < LETTERBOX_PROB:
+            patch = letterbox_bars(patch, rng)
         if aug.flip:
             patch = patch[:, ::-1]
         meta = empty_meta(len(self.joint_set.joints), index, center, scale, rotation, aug.flip, matrix)

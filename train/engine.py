@@ -393,6 +393,11 @@ def _fit(cfg: Config, run_dir: Path, device: torch.device, info: DistInfo, ckpt:
         load_weights(model, init_from)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if cfg.train.freeze_pose:
+        for name, param in model.named_parameters():
+            param.requires_grad_(name.startswith(PRESENCE_PREFIX))
+        logger.info("train.freeze_pose: only the presence head learns (%d tensors)",
+                    sum(p.requires_grad for p in model.parameters()))
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.train.amp)

@@ -48,6 +48,10 @@ VIDEO_WHOLE_FRAME_PROB = 0.3
 VIDEO_KEEP_SCALE = 0.5
 SYNTHETIC_KINDS = ("flat", "gaussian_noise", "static", "gradient", "blobs", "shapes")
 SYNTHETIC_DEFAULT_COUNT = 1000
+# Share of person-free images given letterbox bars, and the kept band's share of the side (a 1080x300 strip of
+# a portrait frame keeps 28%).
+LETTERBOX_PROB = 0.25
+LETTERBOX_KEEP_RANGE = (0.15, 0.8)
 # Salt of the synthetic generator's seed, so that evaluation images differ from training images.
 _TRAIN_SALT, _EVAL_SALT = 11, 23
 
@@ -197,7 +201,26 @@ def synthetic_image(rng: np.random.Generator, size, kind: str | None = None) -> 
         img = cv2.GaussianBlur(img, (0, 0), float(rng.uniform(0.5, 6)))
     if kind in ("flat", "gradient", "shapes") and rng.random() < 0.3:
         img = img + rng.normal(0, rng.uniform(2, 20), size=img.shape).astype(np.float32)
+    if rng.random() < LETTERBOX_PROB:
+        img = letterbox_bars(img, rng)
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def letterbox_bars(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Black bars above and below (or left and right) of a random band: how a frame of another aspect ratio,
+    or a strip of a frame, looks once letterboxed into the square network input."""
+    h, w = img.shape[:2]
+    out = np.zeros_like(img)
+    keep = float(rng.uniform(*LETTERBOX_KEEP_RANGE))
+    if rng.random() < 0.5:
+        band = max(1, int(round(h * keep)))
+        y0 = (h - band) // 2
+        out[y0:y0 + band] = img[y0:y0 + band]
+    else:
+        band = max(1, int(round(w * keep)))
+        x0 = (w - band) // 2
+        out[:, x0:x0 + band] = img[:, x0:x0 + band]
+    return out
 
 
 class SyntheticDataset(Dataset):
@@ -317,12 +340,14 @@ class VideoDataset(Dataset):
         fh, fw = frame.shape[:2]
         flip = bool(rng.random() < self.flip_prob)
         usable = True
+        band = False
         if self.sample_mode == "person":
             center, scale = self._person_crop(rng, (fw, fh))
             rotation = 0.0
         else:
             found = background_crop((fw, fh), self.keep_out, rng, self.output_size, max(fw, fh),
                                     side_range=VIDEO_BACKGROUND_SIDE_RANGE)
+            band = found is not None and rng.random() < LETTERBOX_PROB
             if found is None:
                 self.given_up += 1
                 usable = False
@@ -333,6 +358,9 @@ class VideoDataset(Dataset):
         matrix = affine_matrix(center, scale, rotation, self.output_size)
         patch = cv2.warpAffine(frame, matrix, self.output_size, flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+        if self.sample_mode != "person" and usable and band:
+            # Only a band of the clear crop is image, the rest black: a person-free strip of a frame, letterboxed.
+            patch = letterbox_bars(patch, rng)
         if flip:
             patch = patch[:, ::-1]
         meta = empty_meta(self.num_joints, index, center, scale, rotation, flip, matrix)

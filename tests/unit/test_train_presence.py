@@ -212,3 +212,26 @@ def test_presence_validation_needs_a_presence_head():
     cfg.data.presence_val = [SourceConfig(kind="synthetic", sample="background")]
     with pytest.raises(ConfigError, match="presence_head"):
         resolve(cfg)
+
+
+def test_letterbox_bars_keep_a_centred_band_and_black_out_the_rest():
+    from train.presence import letterbox_bars
+
+    image = np.full((60, 40, 3), 200, np.uint8)
+    for seed in range(20):
+        out = letterbox_bars(image, np.random.default_rng(seed))
+        rows, cols = np.nonzero(out[:, :, 0])
+        kept_rows, kept_cols = np.unique(rows), np.unique(cols)
+        full_rows, full_cols = len(kept_rows) == 60, len(kept_cols) == 40
+        assert full_rows != full_cols  # bars on exactly one axis
+        kept = kept_cols if full_rows else kept_rows
+        size = 40 if full_rows else 60
+        assert abs(kept.min() - (size - 1 - kept.max())) <= 1  # centred
+        assert np.all(out[rows, cols] == 200)
+
+
+def test_freeze_pose_needs_a_presence_head():
+    cfg = Config()
+    cfg.train.freeze_pose = True
+    with pytest.raises(ConfigError, match="freeze_pose"):
+        resolve(cfg)

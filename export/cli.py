@@ -63,6 +63,9 @@ def export(
     eval_flip_test: bool = typer.Option(False, "--eval-flip-test", help="Evaluate PCK with flip test."),
     metrics: Optional[Path] = typer.Option(None, help="JSON file of evaluation metrics to store in the metadata."),
     name: str = typer.Option("", help="Model name stored in the metadata (default: backbone_WxH_joints)."),
+    presence_threshold: Optional[float] = typer.Option(
+        None, help="For a model with a presence head: the probability at or above which a person counts as present "
+                   "(stored as rehab.presence_threshold; default 0.5)."),
     threads: int = typer.Option(DEFAULT_THREADS, help="CPU threads for torch and ONNX Runtime during verification."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
@@ -73,7 +76,8 @@ def export(
                             calibration_images=calibration_images, max_int8_drop=max_int8_drop, force=force,
                             subpixel=subpixel, eval_flip_test=eval_flip_test, threads=threads, progress=progress)
     try:
-        result = export_checkpoint(checkpoint, output, data_root, options, metrics=_read_metrics(metrics), name=name)
+        result = export_checkpoint(checkpoint, output, data_root, options, metrics=_read_metrics(metrics), name=name,
+                                   presence_threshold=presence_threshold)
     except DriftError as exc:
         if exc.export is not None:
             typer.echo(exc.export.table())

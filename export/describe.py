@@ -15,12 +15,14 @@ import rehab
 from rehab.batch import sha256_file  # noqa: F401  (one file hash for batch outputs and model provenance)
 from rehab.core.heatmaps import SUBPIXEL_SHIFT
 from rehab.core.skeleton import get_joint_set, joint_set_from_names
-from rehab.runtime.metadata import ModelInfo
+from rehab.runtime.metadata import PRESENCE_OUTPUT_NAME, ModelInfo
 from train.config import Config
 
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# A model with a presence head and no threshold given: the probability 0.5 (logit 0).
+DEFAULT_PRESENCE_THRESHOLD = 0.5
 _GIT_TIMEOUT_S = 5
 
 
@@ -81,19 +83,24 @@ def training_summary(config: Config, checkpoint: Mapping[str, Any]) -> dict[str,
                  "val": [dataclasses.asdict(s) for s in config.data.val],
                  "box_padding": config.data.box_padding, "box_margin": config.data.box_margin},
         "model": {"backbone": m.backbone, "backbone_init": m.backbone_init, "deconv_layers": m.deconv_layers,
-                  "deconv_filters": m.deconv_filters, "deconv_kernel": m.deconv_kernel, "final_kernel": m.final_kernel},
+                  "deconv_filters": m.deconv_filters, "deconv_kernel": m.deconv_kernel, "final_kernel": m.final_kernel,
+                  "presence_head": m.presence_head, "presence_pool": m.presence_pool,
+                  "presence_hidden": m.presence_hidden},
         "augment": dataclasses.asdict(config.augment),
         "optim": dataclasses.asdict(config.optim),
         "train": {"epochs": config.train.epochs, "batch_size": config.train.batch_size, "seed": config.train.seed,
-                  "cpu_bf16": config.train.cpu_bf16, "amp": config.train.amp},
+                  "cpu_bf16": config.train.cpu_bf16, "amp": config.train.amp, "freeze_bn": config.train.freeze_bn,
+                  "freeze_pose": config.train.freeze_pose, "presence_loss_weight": config.train.presence_loss_weight},
         "epochs_done": int(checkpoint["epoch"]) + 1 if "epoch" in checkpoint else None,
         "torch_version": checkpoint.get("torch_version"),
     })
 
 
 def info_from_config(config: Config, checkpoint: Mapping[str, Any] | None = None, name: str = "",
-                     source_sha256: str = "", metrics: Mapping[str, Any] | None = None) -> ModelInfo:
-    """ModelInfo of a network built from ``config`` (train's Config; ``checkpoint`` the raw dict)."""
+                     source_sha256: str = "", metrics: Mapping[str, Any] | None = None,
+                     presence_threshold: float | None = None) -> ModelInfo:
+    """ModelInfo of a network built from ``config`` (train's Config; ``checkpoint`` the raw dict). A network with
+    a presence head gets the presence output and ``presence_threshold`` (default DEFAULT_PRESENCE_THRESHOLD)."""
     checkpoint = checkpoint or {}
     m = config.model
     joints = get_joint_set(m.joint_set) if not m.joint_names else joint_set_from_names(m.joint_names, m.joint_set)
@@ -125,4 +132,7 @@ def info_from_config(config: Config, checkpoint: Mapping[str, Any] | None = None
         exported_at=utc_now(),
         code_version=code_version(),
         precision="fp32",
+        presence_output=PRESENCE_OUTPUT_NAME if m.presence_head else "",
+        presence_threshold=(None if not m.presence_head else
+                            DEFAULT_PRESENCE_THRESHOLD if presence_threshold is None else float(presence_threshold)),
     )

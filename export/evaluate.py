@@ -79,6 +79,28 @@ def network_inputs(records: list[PoseRecord], info: ModelInfo) -> np.ndarray:
     return np.concatenate(tensors, axis=0)
 
 
+# Person-free verification crops: the classic bad inputs (black, white, static) plus seeded synthetic images.
+PRESENCE_CHECK_SEED = 5
+
+
+def person_free_inputs(info: ModelInfo, count: int) -> np.ndarray:
+    """``count`` person-free network inputs (N, 3, h, w): black, white, uniform static, then synthetic images
+    (train.presence), made through the runtime's preprocessing like every other input here."""
+    from train.presence import synthetic_image
+
+    w, h = info.input_size
+    rng = np.random.default_rng(PRESENCE_CHECK_SEED)
+    images = [np.zeros((h, w, 3), np.uint8), np.full((h, w, 3), 255, np.uint8),
+              rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)]
+    while len(images) < count:
+        images.append(synthetic_image(rng, (w, h))[:, :, ::-1].copy())
+    tensors = []
+    for image in images[:count]:
+        center, scale = person_center_scale(image.shape, None, info)
+        tensors.append(preprocess(image, center, scale, info)[0])
+    return np.concatenate(tensors, axis=0)
+
+
 def lsp_pck(model: PoseModel, records: list[PoseRecord], flip_test: bool = False, progress: bool = True,
             desc: str = "PCK") -> PCKSummary:
     """PCK@0.2 over the 12 LSP limb joints (torso = left shoulder to right hip, occluded joints included)."""

@@ -21,22 +21,33 @@ import numpy as np
 import onnx
 import torch
 
-from export.describe import info_from_config, sha256_file
-from export.evaluate import PCKSummary, lsp_pck, lsp_records, network_inputs
-from export.onnx_export import DEFAULT_OPSET, attach_metadata, save_single_file, set_file_metadata, torch_to_onnx
+from export.describe import DEFAULT_PRESENCE_THRESHOLD, info_from_config, sha256_file
+from export.evaluate import PCKSummary, lsp_pck, lsp_records, network_inputs, person_free_inputs
+from export.onnx_export import (
+    DEFAULT_OPSET,
+    attach_metadata,
+    has_presence_head,
+    save_single_file,
+    set_file_metadata,
+    torch_to_onnx,
+)
 from export.subpixel import rewrite_with_report
 from export.variants import convert_fp16, float_kept_ops, quantize_int8
 from export.verify import (
     FP16_HEATMAP_TOLERANCE,
     FP16_MIN_KEYPOINT_AGREEMENT,
+    FP16_MIN_PRESENCE_AGREEMENT,
     FP32_HEATMAP_TOLERANCE,
     FP32_MIN_KEYPOINT_AGREEMENT,
     Agreement,
+    PresenceAgreement,
     compare_heatmaps,
+    compare_presence,
     require_agreement,
+    require_presence_agreement,
 )
 from rehab.runtime.metadata import ModelInfo
-from rehab.runtime.model import PoseModel, infer
+from rehab.runtime.model import PoseModel, infer, infer_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +58,9 @@ VERIFY_BATCH = 8
 DEFAULT_VERIFY_IMAGES = 16
 DEFAULT_EVAL_IMAGES = 300
 DEFAULT_CALIBRATION_IMAGES = 128
+# An INT8 file's presence decision may differ from FP32's on at most this share of the verification crops
+# before a warning (quantisation moves logits near the threshold; the PCK gate stays the hard one).
+INT8_MIN_PRESENCE_AGREEMENT = 0.95
 
 
 class DriftError(RuntimeError):
@@ -127,9 +141,29 @@ def _torch_heatmaps(model: torch.nn.Module, tensors: np.ndarray) -> np.ndarray:
     return np.concatenate(out)
 
 
+def _torch_presence(model: torch.nn.Module, tensors: np.ndarray) -> np.ndarray:
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(tensors), VERIFY_BATCH):
+            out.append(model(torch.from_numpy(tensors[start:start + VERIFY_BATCH]), with_presence=True)[1]
+                       .float().numpy())
+    return np.concatenate(out)
+
+
 def _ort_heatmaps(pose_model: PoseModel, tensors: np.ndarray) -> np.ndarray:
     return np.concatenate([infer(pose_model.session, tensors[s:s + VERIFY_BATCH])
                            for s in range(0, len(tensors), VERIFY_BATCH)])
+
+
+def _ort_presence(pose_model: PoseModel, tensors: np.ndarray) -> np.ndarray:
+    return np.concatenate([infer_outputs(pose_model.session, tensors[s:s + VERIFY_BATCH],
+                                         pose_model.info.presence_output)[1]
+                           for s in range(0, len(tensors), VERIFY_BATCH)])
+
+
+def _presence_inputs(tensors: np.ndarray, info: ModelInfo, count: int) -> np.ndarray:
+    """The presence check's crops: the LSP verification images (persons) and as many person-free ones."""
+    return np.concatenate([tensors, person_free_inputs(info, count)], axis=0)
 
 
 def _load(path: Path, options: ExportOptions) -> PoseModel:
@@ -164,6 +198,9 @@ def export_model(model: torch.nn.Module, info: ModelInfo, output: str | os.PathL
     if (options.fp16 or options.int8) and options.eval_images < 1:
         raise ValueError("FP16/INT8 variants need eval_images >= 1 to measure their PCK drift")
     torch.set_num_threads(options.threads)
+    if has_presence_head(model) != info.has_presence:
+        raise ValueError(f"the network {'has' if has_presence_head(model) else 'has no'} presence head but its "
+                         f"ModelInfo says presence_output={info.presence_output!r}")
 
     proto = torch_to_onnx(model, info.input_size, options.opset)
     rewrites: dict[str, Any] = {}
@@ -181,31 +218,52 @@ def export_model(model: torch.nn.Module, info: ModelInfo, output: str | os.PathL
         agreement = compare_heatmaps(_torch_heatmaps(model, tensors), _ort_heatmaps(fp32_model, tensors),
                                      info.heatmap_stride, FP32_HEATMAP_TOLERANCE)
         require_agreement(agreement, FP32_MIN_KEYPOINT_AGREEMENT, f"ONNX Runtime ({output.name}) vs torch")
+        presence_tensors = presence_agreement = None
+        if info.has_presence:
+            presence_tensors = _presence_inputs(tensors, info, options.verify_images)
+            presence_agreement = compare_presence(_torch_presence(model, presence_tensors),
+                                                  _ort_presence(fp32_model, presence_tensors),
+                                                  info.presence_threshold or DEFAULT_PRESENCE_THRESHOLD,
+                                                  FP32_HEATMAP_TOLERANCE)
+            require_presence_agreement(presence_agreement, 1.0, f"ONNX Runtime ({output.name}) vs torch")
     except BaseException:
         output.unlink(missing_ok=True)
         raise
 
     eval_records = lsp_records(data_root, "test", options.eval_images) if options.eval_images > 0 else []
     fp32_summary = _evaluate(fp32_model, eval_records, options, "fp32 PCK")
-    info = info.replace(variant=_variant_metadata(fp32_summary, None, verified_against_torch=agreement.to_dict()))
+    extra = {} if presence_agreement is None else {"presence_verified_against_torch": presence_agreement.to_dict()}
+    info = info.replace(variant=_variant_metadata(fp32_summary, None, verified_against_torch=agreement.to_dict(),
+                                                  **extra))
     set_file_metadata(output, info)
     fp32_pck = None if fp32_summary is None else fp32_summary.pck
     fp32 = VariantResult("fp32", output, output.stat().st_size, fp32_pck, fp32_pck)
 
     variants: list[VariantResult] = []
     if options.fp16:
-        variants.append(_export_fp16(output, info, tensors, fp32_model, eval_records, fp32_summary, options))
+        variants.append(_export_fp16(output, info, tensors, fp32_model, eval_records, fp32_summary, options,
+                                     presence_tensors))
     if options.int8:
         try:
-            variants.append(_export_int8(output, info, data_root, eval_records, fp32_summary, options))
+            variants.append(_export_int8(output, info, data_root, eval_records, fp32_summary, options,
+                                         fp32_model, presence_tensors))
         except DriftError as exc:
             exc.export = ExportResult(output, info, agreement, fp32, tuple(variants) + (exc.result,))
             raise
     return ExportResult(output, info, agreement, fp32, tuple(variants))
 
 
+def _variant_presence(fp32_model: PoseModel, variant_model: PoseModel, presence_tensors: np.ndarray | None,
+                      tolerance: float) -> PresenceAgreement | None:
+    if presence_tensors is None:
+        return None
+    return compare_presence(_ort_presence(fp32_model, presence_tensors), _ort_presence(variant_model, presence_tensors),
+                            fp32_model.info.presence_threshold or DEFAULT_PRESENCE_THRESHOLD, tolerance)
+
+
 def _export_fp16(output: Path, info: ModelInfo, tensors: np.ndarray, fp32_model: PoseModel, eval_records,
-                 fp32_summary: PCKSummary | None, options: ExportOptions) -> VariantResult:
+                 fp32_summary: PCKSummary | None, options: ExportOptions,
+                 presence_tensors: np.ndarray | None = None) -> VariantResult:
     path = variant_path(output, "fp16")
     proto = convert_fp16(onnx.load(str(output)))
     fp16_info = info.replace(precision="fp16", variant={})
@@ -216,12 +274,16 @@ def _export_fp16(output: Path, info: ModelInfo, tensors: np.ndarray, fp32_model:
         agreement = compare_heatmaps(_ort_heatmaps(fp32_model, tensors), _ort_heatmaps(fp16_model, tensors),
                                      info.heatmap_stride, FP16_HEATMAP_TOLERANCE)
         require_agreement(agreement, FP16_MIN_KEYPOINT_AGREEMENT, f"FP16 ({path.name}) vs FP32")
+        presence = _variant_presence(fp32_model, fp16_model, presence_tensors, FP16_HEATMAP_TOLERANCE)
+        if presence is not None:
+            require_presence_agreement(presence, FP16_MIN_PRESENCE_AGREEMENT, f"FP16 ({path.name}) vs FP32")
         summary = _evaluate(fp16_model, eval_records, options, "fp16 PCK")
     except BaseException:
         path.unlink(missing_ok=True)
         raise
+    extra = {} if presence is None else {"presence_agreement_with_fp32": presence.to_dict()}
     set_file_metadata(path, fp16_info.replace(variant=_variant_metadata(
-        summary, fp32_summary, converted_from=info.name, agreement_with_fp32=agreement.to_dict(),
+        summary, fp32_summary, converted_from=info.name, agreement_with_fp32=agreement.to_dict(), **extra,
         note="float16 compute with float32 input/output; meant for GPUs (no faster on CPUs)")))
     result = VariantResult("fp16", path, path.stat().st_size, summary.pck, fp32_summary.pck, agreement)
     logger.info("fp16: PCK@0.2 %.2f (FP32 %.2f, drift %+.2f points)", result.pck, result.pck_fp32, result.drift_pp)
@@ -229,7 +291,8 @@ def _export_fp16(output: Path, info: ModelInfo, tensors: np.ndarray, fp32_model:
 
 
 def _export_int8(output: Path, info: ModelInfo, data_root, eval_records, fp32_summary: PCKSummary,
-                 options: ExportOptions) -> VariantResult:
+                 options: ExportOptions, fp32_model: PoseModel | None = None,
+                 presence_tensors: np.ndarray | None = None) -> VariantResult:
     path = variant_path(output, "int8")
     tmp = path.with_name(path.name + ".tmp")
     calib_records = lsp_records(data_root, "train", options.calibration_images)
@@ -238,7 +301,14 @@ def _export_int8(output: Path, info: ModelInfo, data_root, eval_records, fp32_su
         quantize_int8(output, tmp, calibration, progress=options.progress)
         int8_info = info.replace(precision="int8", variant={})
         set_file_metadata(tmp, int8_info)
-        summary = _evaluate(_load(tmp, options), eval_records, options, "int8 PCK")
+        int8_model = _load(tmp, options)
+        summary = _evaluate(int8_model, eval_records, options, "int8 PCK")
+        # Recorded with the FP16 tolerance for reference; the decision agreement is what is checked (a warning).
+        presence = None if fp32_model is None else _variant_presence(fp32_model, int8_model, presence_tensors,
+                                                                     FP16_HEATMAP_TOLERANCE)
+        if presence is not None:
+            level = logging.INFO if presence.decision_agreement >= INT8_MIN_PRESENCE_AGREEMENT else logging.WARNING
+            logger.log(level, "int8 presence vs FP32: %s", presence.summary())
         drop = fp32_summary.pck - summary.pck
         refused = drop > options.max_int8_drop
         forced = refused and options.force
@@ -255,6 +325,7 @@ def _export_int8(output: Path, info: ModelInfo, data_root, eval_records, fp32_su
             logger.warning("int8: writing %s despite a loss of %.2f points (--force)", path, drop)
         set_file_metadata(tmp, int8_info.replace(variant=_variant_metadata(
             summary, fp32_summary, quantized_from=info.name, forced=forced, max_allowed_drop_pp=options.max_int8_drop,
+            **({} if presence is None else {"presence_agreement_with_fp32": presence.to_dict()}),
             quantization={"method": "onnxruntime quantize_static", "format": "QDQ", "activations": "uint8",
                           "weights": "int8 per-channel", "calibration": "minmax",
                           "float_ops": float_kept_ops(output),
@@ -268,11 +339,16 @@ def _export_int8(output: Path, info: ModelInfo, data_root, eval_records, fp32_su
 
 def export_checkpoint(checkpoint: str | os.PathLike[str], output: str | os.PathLike[str] | None = None,
                       data_root: str | os.PathLike[str] | None = None, options: ExportOptions = ExportOptions(),
-                      metrics: dict[str, Any] | None = None, name: str = "") -> ExportResult:
-    """Export a train/ checkpoint (last.pt / best.pt); ``output`` defaults to the checkpoint with .onnx."""
+                      metrics: dict[str, Any] | None = None, name: str = "",
+                      presence_threshold: float | None = None) -> ExportResult:
+    """Export a train/ checkpoint (last.pt / best.pt); ``output`` defaults to the checkpoint with .onnx.
+    ``presence_threshold`` (a probability) is stored for a model with a presence head (default 0.5)."""
     from train.model import load_checkpoint
 
     checkpoint = Path(checkpoint)
     model, config, ckpt = load_checkpoint(checkpoint)
-    info = info_from_config(config, ckpt, name=name, source_sha256=sha256_file(checkpoint), metrics=metrics)
+    if presence_threshold is not None and not config.model.presence_head:
+        raise ValueError(f"--presence-threshold was given but {checkpoint} has no presence head")
+    info = info_from_config(config, ckpt, name=name, source_sha256=sha256_file(checkpoint), metrics=metrics,
+                            presence_threshold=presence_threshold)
     return export_model(model, info, output or checkpoint.with_suffix(".onnx"), data_root, options)

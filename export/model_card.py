@@ -62,7 +62,7 @@ def plot_curves(main: list[dict], finetune: list[dict], out_png: Path) -> Path:
     ep_ft = [n + int(r["epoch"]) for r in finetune]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     ax1.plot(ep_main, [float(r["val_pck"]) for r in main], "o-", ms=3, label="mixed LSPET + LSP train")
-    if finetune:
+    if finetune and all(r.get("val_pck") for r in finetune):  # a presence step with frozen pose validates no PCK
         ax1.plot(ep_ft, [float(r["val_pck"]) for r in finetune], "s-", ms=3, label="fine-tune on LSP train")
     lrs = [float(r["lr"]) for r in main]
     for i in range(1, n):
@@ -76,8 +76,10 @@ def plot_curves(main: list[dict], finetune: list[dict], out_png: Path) -> Path:
     ax1.legend(fontsize=8)
     for rows, xs, tag in ((main, ep_main, "mixed"), (finetune, ep_ft, "fine-tune")):
         if rows:
-            ax2.plot(xs, [float(r["train_loss"]) for r in rows], "-", label=f"train loss ({tag})")
-            ax2.plot(xs, [float(r["val_loss"]) for r in rows], "--", label=f"val loss ({tag})")
+            ax2.plot(xs, [float(r.get("train_heatmap_loss") or r["train_loss"]) for r in rows], "-",
+                     label=f"train loss ({tag})")
+            if all(r.get("val_loss") for r in rows):
+                ax2.plot(xs, [float(r["val_loss"]) for r in rows], "--", label=f"val loss ({tag})")
     ax2.set(xlabel="epoch", ylabel="heatmap MSE", title="loss")
     ax2.grid(alpha=0.3)
     ax2.legend(fontsize=8)
@@ -128,8 +130,79 @@ def _peer_table(peer: dict, ours: dict) -> list[str]:
     return lines
 
 
+PRESENCE_CONFIG = "train/configs/default_mnv2_presence.yaml"
+
+
+def _presence_section(info, finetune: list[dict], presence: dict, report: dict, before: dict | None) -> list[str]:
+    """How the presence output was trained and what it measures on held-out crops (export.presence_eval)."""
+    training = info.training
+    sources = training.get("data", {}).get("train", [])
+    optim, train = training.get("optim", {}), training.get("train", {})
+    seconds = sum(float(r["epoch_seconds"]) for r in finetune)
+    crops = int(round(sum(float(r["images_per_s"]) * float(r["epoch_seconds"]) for r in finetune)))
+    lines = ["", "## Presence output", "",
+             (f"The file has a second output `{info.presence_output}` (N, 1): a logit, sigmoid = the probability "
+              f"that a person is in the crop. Metadata: `rehab.presence_output` = \"{info.presence_output}\", "
+              f"`rehab.presence_threshold` = \"{info.presence_threshold:g}\" (a person is present when the "
+              "probability is at or above it). `Pose.presence` carries the probability (flip test: the mean of the "
+              "two logits)."), "",
+             (f"Trained by `{PRESENCE_CONFIG}`: the pose model gains a head on its pooled backbone features (global "
+              "average + max pooling, 640 -> 64 -> 1)"
+              + (" trained alone: the pose weights are frozen (`train.freeze_pose`), so the heatmaps, and the pose "
+                 "accuracy, are exactly those of the starting checkpoint; head LR "
+                 f"{float(optim.get('presence_head_lr') or optim.get('lr', 0)):g}, loss = BCE(presence)"
+                 if train.get("freeze_pose") else
+                 f" and is fine-tuned with BatchNorm statistics frozen, pose weights at LR {float(optim.get('lr', 0)):g}"
+                 f" and the head at {float(optim.get('presence_head_lr') or optim.get('lr', 0)):g}, loss = heatmap "
+                 f"MSE + {float(train.get('presence_loss_weight', 1)):g} x BCE(presence)")
+              + f"; {len(finetune)} epochs, "
+              f"{crops:,} crops, {seconds / 60:.0f} min on {cpu_name()} (2 threads, bf16 autocast; the machine was "
+              "shared with other jobs)."),
+             "", "| source | sample | share of an epoch | heatmap loss (while pose weights learn) |", "|---|---|---|---|"]
+    total = sum(float(s_.get("ratio") or 0) for s_ in sources) or 1.0
+    for src in sources:
+        where = Path(src["path"]).name if src["kind"] == "video" else f"{src['kind']} {src['split']}"
+        extra = ", whole image" if src.get("crop") == "full_image" else (
+            f", zoomed out x{src['zoom_out'][0]:g}-{src['zoom_out'][1]:g}" if src.get("zoom_out") else "")
+        lines.append(f"| {src['kind']}: {where}{extra} | {src.get('sample', 'person')} | "
+                     f"{100 * float(src.get('ratio') or 0) / total:.1f}% | "
+                     f"{'yes' if src.get('heatmap_loss', True) and src.get('sample') == 'person' else 'zero targets' if src.get('sample') == 'background' else 'no (presence only)'} |")
+    lines += ["", ("Person-free crops have all-zero heatmap targets with joint weight 1 and presence 0: background "
+                   "crops of LSP/LSPET photos that touch no part of the annotated person's joint box (grown 15%), "
+                   "synthetic images (flat colours including black and white, Gaussian and uniform static noise, "
+                   "gradients, smooth blobs, shapes, optionally blurred), and crops of the room around the person in "
+                   "pose2sim_balancing_cam02/cam03 (a hand-labelled box holds the person in every frame; a "
+                   "bystander and an anatomical skeleton are kept out). Partial people are never drawn: background "
+                   "crops keep clear of the person, person crops hold the whole person. Other, unannotated people "
+                   "in LSP/LSPET photos can fall into background crops (label noise, accepted).")]
+    t = presence["test"]
+    v = presence["validation"]
+    lines += ["", (f"Held-out accuracy, measured with `python -m export.presence_eval --model {Path(str(presence['model'])).name}`"
+                   f" (threshold chosen on validation crops: {presence['rule']}):"), "",
+              "| set | crops | persons | AUC | recall of persons | person-free rejected | accuracy |",
+              "|---|---|---|---|---|---|---|"]
+    for name, r in (("validation (last 500 LSPET, synthetic)", v), ("**test** (LSP test, synthetic, cam01)", t)):
+        a = r["at_threshold"]
+        lines.append(f"| {name} | {r['crops']} | {r['persons']} | {r['auc']:.5f} | {100 * a['recall']:.1f}% | "
+                     f"{100 * a['specificity']:.1f}% | {100 * a['accuracy']:.1f}% |")
+    lines += ["", f"Per subset of the test set at {presence['threshold']:g}:", "",
+              "| subset | crops | called person | median presence |", "|---|---|---|---|"]
+    for name, sub in t["subsets"].items():
+        lines.append(f"| {name} ({'person' if sub['person'] else 'person-free'}) | {sub['crops']} | "
+                     f"{100 * sub['called_person']:.1f}% | {sub['median_presence']:.3f} |")
+    if before is not None:
+        delta = report["pck"]["mean"] - before["pck"]["mean"]
+        lines += ["", (f"Pose accuracy before and after (LSP test, 1000 images, whole image): PCK@0.2 "
+                       f"{before['pck']['mean']:.1f} (the pose-only model) -> {report['pck']['mean']:.1f} "
+                       f"({delta:+.1f}).")]
+    return lines
+
+
 def render(model: PoseModel, main: list[dict], finetune: list[dict], report: dict, command: str,
-           flip: dict | None = None, peer: dict | None = None, curves_png: str | None = None) -> str:
+           flip: dict | None = None, peer: dict | None = None, curves_png: str | None = None,
+           presence: dict | None = None, before: dict | None = None) -> str:
+    """The generated block; with ``presence`` (export.presence_eval's JSON) ``finetune`` is the presence step's
+    log and a presence section is added (``before``: the pose-only model's evaluation report)."""
     info = model.info
     hours = sum(float(r["epoch_seconds"]) for r in main + finetune) / 3600
     best = max(main, key=lambda r: float(r["val_pck"]))
@@ -149,12 +222,16 @@ def render(model: PoseModel, main: list[dict], finetune: list[dict], report: dic
         "metadata (`rehab.*` keys); the runtime reads them and hard-codes none."),
         f"- Recipe: `train/configs/default_mnv2.yaml` ({len(main)} epochs of LSPET 10,000 + LSP train 1,000, strong "
         "augmentation, Adam 1e-3 with x0.1 steps)" + (
+            f", then `{PRESENCE_CONFIG}` ({len(finetune)} epochs training the presence head on person and "
+            "person-free crops" + (", pose weights frozen)" if info.training.get("train", {}).get("freeze_pose") else
+                                   f", pose weights at a constant {float(finetune[0]['lr']):g}, BatchNorm frozen)")
+            if finetune and presence else
             f", then `train/configs/default_mnv2_finetune.yaml` ({len(finetune)} epochs on LSP train alone at a "
             f"constant {float(finetune[0]['lr']):g})" if finetune else "") +
         f"; {hours:.1f} h of training on {cpu_name()} ({platform.machine()}, 2 threads, no GPU).",
         f"- Best validation PCK@0.2 of the mixed-domain step: {float(best['val_pck']):.1f} at epoch {best['epoch']}"
         + (f"; best of the fine-tuning (the checkpoint it keeps): {max(float(r['val_pck']) for r in finetune):.1f}"
-           if finetune else "")
+           if finetune and all(r.get("val_pck") for r in finetune) else "")
         + " (300 LSP test images, whole image letterboxed; these 300 are also in the 1000 of the test below, so "
           "the checkpoint choice saw part of the test set).",
     ]
@@ -200,6 +277,8 @@ def render(model: PoseModel, main: list[dict], finetune: list[dict], report: dic
     if peer:
         lines += ["", "## Side by side with MediaPipe Pose (same images, same protocol)", ""]
         lines += _peer_table(peer, report)
+    if presence and info.has_presence:
+        lines += _presence_section(info, finetune, presence, report, before)
     lines += ["", "## Licence", "", LICENCE_NOTE, "", END]
     return "\n".join(lines)
 
@@ -224,6 +303,10 @@ def main(model: Path = typer.Option(..., help="The exported .onnx model."),
          eval_json: Path = typer.Option(..., "--eval", help="Report written by `rehab evaluate --json`."),
          eval_flip: Path = typer.Option(None, "--eval-flip", help="The same with --flip."),
          peer: Path = typer.Option(None, help="benchmarks/results/peer_lsp.json (MediaPipe on LSP test)."),
+         presence_eval: Path = typer.Option(None, help="export.presence_eval's JSON: adds the presence section "
+                                                        "(--finetune-dir is then the presence run)."),
+         before: Path = typer.Option(None, help="`rehab evaluate --json` report of the model before the presence "
+                                                "step (PCK before/after)."),
          out: Path = typer.Option(..., help="Where to write the card (markdown)."),
          command: str = typer.Option("rehab evaluate --root ../shared/data/lsp --split test --json EVAL.json",
                                      help="The evaluation command, quoted in the card.")) -> None:
@@ -234,7 +317,7 @@ def main(model: Path = typer.Option(..., help="The exported .onnx model."),
     curves = out.with_name(Path(model).stem + "_curves.png")
     plot_curves(main_rows, ft_rows, curves)
     card = render(PoseModel.load(model), main_rows, ft_rows, report, command, _load_json(eval_flip),
-                  _load_json(peer), curves.name)
+                  _load_json(peer), curves.name, _load_json(presence_eval), _load_json(before))
     existing = out.read_text() if out.is_file() else ""
     out.write_text(merge(existing, card))
     typer.echo(f"wrote {out} and {curves}")

@@ -20,7 +20,7 @@ import onnx
 import torch
 from torch.export import Dim
 
-from rehab.runtime.metadata import KEY_PREFIX, ModelInfo, to_metadata_props
+from rehab.runtime.metadata import KEY_PREFIX, PRESENCE_OUTPUT_NAME, ModelInfo, to_metadata_props
 
 logger = logging.getLogger(__name__)
 
@@ -53,32 +53,49 @@ def _quiet_exporter() -> Iterator[None]:
             lg.setLevel(level)
 
 
+def has_presence_head(model: torch.nn.Module) -> bool:
+    return bool(getattr(model, "has_presence", False))
+
+
 def torch_to_onnx(model: torch.nn.Module, input_size: tuple[int, int], opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     """Export ``model`` (NCHW float32 input of ``input_size`` (w, h)) with a dynamic batch axis.
 
-    The model is put in eval mode and on the CPU.
+    The model is put in eval mode and on the CPU. A model with a presence head (train.model.PoseNet) gets a
+    second output, ``presence``: the raw logit (N, 1) float32.
     """
     if opset < MIN_OPSET:
         raise ValueError(f"opset must be >= {MIN_OPSET}, got {opset}")
     model = model.eval().cpu()
+    output_names = [OUTPUT_NAME]
+    if has_presence_head(model):
+        from train.model import WithPresence
+
+        model = WithPresence(model).eval()
+        output_names.append(PRESENCE_OUTPUT_NAME)
     w, h = (int(v) for v in input_size)
     example = torch.zeros(EXAMPLE_BATCH, 3, h, w)
     batch = Dim("batch", min=1, max=MAX_BATCH_DIM)
     with torch.no_grad(), _quiet_exporter():
         program = torch.onnx.export(model, (example,), None, dynamo=True, opset_version=opset,
-                                    input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                    input_names=[INPUT_NAME], output_names=output_names,
                                     dynamic_shapes=({0: batch},), optimize=True, verbose=False)
     proto = program.model_proto
     proto.producer_name = PRODUCER_NAME
     onnx.checker.check_model(proto, full_check=True)
-    _check_io(proto, h, w)
+    _check_io(proto, h, w, output_names)
     return proto
 
 
-def _check_io(proto: onnx.ModelProto, h: int, w: int) -> None:
-    if len(proto.graph.input) != 1 or len(proto.graph.output) != 1:
-        raise ValueError(f"the exported graph must have one input and one output, got {len(proto.graph.input)} "
-                         f"and {len(proto.graph.output)}")
+def _check_io(proto: onnx.ModelProto, h: int, w: int, output_names: list[str]) -> None:
+    names = [o.name for o in proto.graph.output]
+    if len(proto.graph.input) != 1 or names != output_names:
+        raise ValueError(f"the exported graph must have one input and the outputs {output_names}, got "
+                         f"{len(proto.graph.input)} input(s) and outputs {names}")
+    if PRESENCE_OUTPUT_NAME in names:
+        pdims = proto.graph.output[names.index(PRESENCE_OUTPUT_NAME)].type.tensor_type.shape.dim
+        pshape = [d.dim_param or d.dim_value for d in pdims]
+        if len(pshape) != 2 or not isinstance(pshape[0], str) or pshape[1] != 1:
+            raise ValueError(f"the exported presence output has shape {pshape}; expected [batch, 1]")
     dims = proto.graph.input[0].type.tensor_type.shape.dim
     shape = [d.dim_param or d.dim_value for d in dims]
     if len(shape) != 4 or not isinstance(shape[0], str) or shape[1:] != [3, h, w]:

@@ -141,7 +141,13 @@ def quantize_int8(fp32_path: str | os.PathLike[str], output_path: str | os.PathL
     with tempfile.TemporaryDirectory(prefix="rehab-int8-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         # Shape inference and graph clean-up first, as ONNX Runtime's quantisation guide recommends.
-        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=False)
+        try:
+            quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=False)
+        except TypeError:
+            # ORT's symbolic shape inference gives up on ReduceMean/ReduceMax with axes as an input (opset 18,
+            # the presence head's pooling); ONNX's own shape inference handles them.
+            logger.info("int8: symbolic shape inference failed on this graph; using ONNX shape inference")
+            quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         keep_float = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type in KEEP_FLOAT_OPS]
         quantize_static(str(prepared), str(output_path),
                         calibration_data_reader=_CalibrationReader(input_name, calibration_tensors, progress),

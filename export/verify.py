@@ -85,3 +85,56 @@ def require_agreement(agreement: Agreement, min_keypoint_agreement: float, what:
         raise VerificationError(f"{what} does not match: {agreement.summary()}; required max diff <= "
                                 f"{agreement.tolerance:.2e} and keypoint agreement >= {100 * min_keypoint_agreement:.0f}%")
     logger.info("%s matches: %s", what, agreement.summary())
+
+
+# Presence logits: the same relative tolerances as the heatmaps (relative to max(1, the largest |logit|)).
+# The decision (probability >= threshold) must agree on every crop for FP32 and on this share for FP16.
+FP16_MIN_PRESENCE_AGREEMENT = 0.98
+
+
+@dataclass(frozen=True)
+class PresenceAgreement:
+    """How a candidate's presence logits (N, 1) match a reference's."""
+
+    num_images: int
+    max_abs_diff: float
+    tolerance: float
+    threshold: float
+    decision_agreement: float  # fraction of crops on the same side of the threshold
+
+    def passes(self, min_decision_agreement: float) -> bool:
+        return self.max_abs_diff <= self.tolerance and self.decision_agreement >= min_decision_agreement
+
+    def summary(self) -> str:
+        return (f"{self.num_images} crops: max |presence logit diff| {self.max_abs_diff:.2e} (tolerance "
+                f"{self.tolerance:.2e}), same decision at p >= {self.threshold:g} on "
+                f"{100 * self.decision_agreement:.2f}%")
+
+    def to_dict(self) -> dict:
+        return {"images": self.num_images, "max_abs_diff": self.max_abs_diff, "tolerance": self.tolerance,
+                "threshold": self.threshold, "decision_agreement": self.decision_agreement}
+
+
+def compare_presence(reference: np.ndarray, candidate: np.ndarray, threshold: float,
+                     relative_tolerance: float) -> PresenceAgreement:
+    """Compare presence logits (N, 1); ``threshold`` is the probability that decides "person"."""
+    ref = np.asarray(reference, dtype=np.float64).reshape(-1)
+    cand = np.asarray(candidate, dtype=np.float64).reshape(-1)
+    if ref.shape != cand.shape or ref.size == 0:
+        raise ValueError(f"presence logits to compare must have one shape, got {np.shape(reference)} and "
+                         f"{np.shape(candidate)}")
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be a probability in (0, 1), got {threshold}")
+    logit_threshold = float(np.log(threshold / (1.0 - threshold)))
+    tolerance = relative_tolerance * max(1.0, float(np.abs(ref).max()))
+    return PresenceAgreement(num_images=int(ref.size), max_abs_diff=float(np.abs(ref - cand).max()),
+                             tolerance=tolerance, threshold=float(threshold),
+                             decision_agreement=float(((ref >= logit_threshold) == (cand >= logit_threshold)).mean()))
+
+
+def require_presence_agreement(agreement: PresenceAgreement, min_decision_agreement: float, what: str) -> None:
+    if not agreement.passes(min_decision_agreement):
+        raise VerificationError(f"{what}: the presence output does not match: {agreement.summary()}; required max diff "
+                                f"<= {agreement.tolerance:.2e} and the same decision on >= "
+                                f"{100 * min_decision_agreement:.0f}% of the crops")
+    logger.info("%s presence matches: %s", what, agreement.summary())

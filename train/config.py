@@ -27,8 +27,12 @@ SHARED_DIR_ENV = "REHAB_SHARED_DIR"
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 
-SOURCE_KINDS = ("lsp", "lspet", "mpii", "mpii_json", "coco")
+SOURCE_KINDS = ("lsp", "lspet", "mpii", "mpii_json", "coco", "synthetic", "video")
 CROP_MODES = ("person", "full_image")
+# What a source's samples are: a person (presence 1, heatmaps as annotated) or person-free background
+# (presence 0, all-zero heatmaps with weight 1, so the network learns to output nothing there).
+SAMPLE_MODES = ("person", "background")
+PRESENCE_POOLS = ("avg", "avg_max")
 BACKBONES = ("mobilenet_v2", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 BACKBONE_INITS = ("imagenet", "file", "random")
 IMAGE_CACHE_MODES = ("none", "encoded", "decoded")
@@ -55,6 +59,15 @@ class SourceConfig:
     count: per-source count in a mixed dataset (a fixed seeded subset, or drawn with replacement when larger).
     ratio: per-source share of each epoch in a mixed dataset (use either count or ratio for all sources).
     crop: person (center/scale, else the joints' box with a margin) | full_image (letterbox the whole image).
+    sample: person | background (crops of the image away from the annotated person: see train.presence).
+    heatmap_loss: False makes a person source presence-only (heatmap weights 0), for crops whose joints are
+        not annotated (video frames) or whose framing differs from the pose recipe (zoomed-out crops).
+    zoom_out: [min, max] extra scale multiplier drawn per person crop (the person smaller in the crop).
+    kind synthetic: procedural person-free images (flat colours, noise, gradients, blur, shapes); path unused,
+        ``count`` sets the size (default 1000).
+    kind video: frames of the clip at ``path``; ``person_box_xyxy`` is the box (frame pixels) that holds the
+        person in every frame (hand-labelled), ``exclude_boxes_xyxy`` other people or human-like objects that
+        no background crop may touch; ``frame_step`` keeps every n-th frame.
     """
 
     kind: str = "lsp"
@@ -68,6 +81,12 @@ class SourceConfig:
     count: int | None = None
     ratio: float | None = None
     crop: str = "person"
+    sample: str = "person"
+    heatmap_loss: bool = True
+    zoom_out: list[float] = field(default_factory=list)
+    person_box_xyxy: list[float] = field(default_factory=list)
+    exclude_boxes_xyxy: list[list[float]] = field(default_factory=list)
+    frame_step: int = 2
 
 
 @dataclass
@@ -77,6 +96,8 @@ class DataConfig:
                                                              SourceConfig(kind="lsp", path="data/lsp", split="train")])
     val: list[SourceConfig] = field(default_factory=lambda: [SourceConfig(kind="lsp", path="data/lsp", split="test",
                                                                           limit=300, crop="full_image")])
+    # Presence validation each epoch (person and background sources mixed); empty: none.
+    presence_val: list[SourceConfig] = field(default_factory=list)
     epoch_size: int | None = None  # samples per epoch of a ratio-mixed dataset (default: all sources' sizes)
     image_cache: str = "none"  # none | encoded (file bytes in memory) | decoded (pixels in memory)
     num_workers: int = 0
@@ -125,6 +146,10 @@ class ModelConfig:
     channel_order: str = "RGB"
     layout: str = "NCHW"
     pixel_range: float = 255.0  # input is (pixels / pixel_range - mean) / std
+    # Presence head: pooled backbone features -> one logit "is a person in this crop?" (train.model.PresenceHead).
+    presence_head: bool = False
+    presence_pool: str = "avg_max"  # avg | avg_max (global average and max pooling, concatenated)
+    presence_hidden: int = 64  # hidden units of the head's one hidden layer; 0 = a single linear layer
 
 
 @dataclass
@@ -137,6 +162,9 @@ class OptimConfig:
     lr_milestones: list[int] = field(default_factory=lambda: [90, 120])
     lr_milestones_base_epochs: int = 140
     scaled_milestones: list[int] = field(default_factory=list)  # filled by resolve()
+    # LR of the presence head's parameters (new when fine-tuning adds the head to a trained pose model, while the
+    # pose weights move at optim.lr); None: optim.lr like the rest. Follows the same milestones.
+    presence_head_lr: float | None = None
 
 
 @dataclass
@@ -154,6 +182,12 @@ class TrainConfig:
     # BatchNorm layers in eval mode while training: running statistics stay those of the checkpoint (their scale
     # and shift still learn). For fine-tuning on a small set, where re-estimated statistics shift every layer.
     freeze_bn: bool = False
+    # Loss = heatmap MSE + presence_loss_weight x BCE(presence logit). Adam is scale-invariant per parameter, so
+    # this only sets how strongly presence steers the weights shared with the pose (backbone), not the head's LR.
+    presence_loss_weight: float = 1.0
+    # Only the presence head learns: the pose weights (backbone, deconvolutions, heatmap layer) stay exactly those
+    # of the starting checkpoint, so pose accuracy cannot change (and no gradient flows into the backbone).
+    freeze_pose: bool = False
     progress: bool = True
     tensorboard: bool = True  # used when the tensorboard package is installed
 
@@ -241,6 +275,26 @@ def _check_choice(value: str, choices: tuple[str, ...], where: str) -> None:
         raise ConfigError(f"{where} must be one of {', '.join(choices)}, got {value!r}{hint}")
 
 
+def _check_source(src: SourceConfig, where: str) -> None:
+    _check_choice(src.kind, SOURCE_KINDS, f"{where}.kind")
+    _check_choice(src.crop, CROP_MODES, f"{where}.crop")
+    _check_choice(src.sample, SAMPLE_MODES, f"{where}.sample")
+    if src.zoom_out and (len(src.zoom_out) != 2 or not 0 < src.zoom_out[0] <= src.zoom_out[1]):
+        raise ConfigError(f"{where}.zoom_out must be [min, max] with 0 < min <= max, got {src.zoom_out}")
+    if src.kind == "synthetic" and src.sample != "background":
+        raise ConfigError(f"{where}: synthetic images hold no person; set sample: background")
+    if src.kind == "video":
+        if len(src.person_box_xyxy) != 4:
+            raise ConfigError(f"{where}: a video source needs person_box_xyxy [x1, y1, x2, y2] (frame pixels), the box "
+                              "that holds the person in every frame")
+        if any(len(b) != 4 for b in src.exclude_boxes_xyxy):
+            raise ConfigError(f"{where}.exclude_boxes_xyxy must be a list of [x1, y1, x2, y2] boxes")
+        if src.sample == "person" and src.heatmap_loss:
+            raise ConfigError(f"{where}: video frames have no joint annotations; set heatmap_loss: false")
+        if src.frame_step < 1:
+            raise ConfigError(f"{where}.frame_step must be >= 1, got {src.frame_step}")
+
+
 def resolve(cfg: Config) -> Config:
     """A validated copy with derived fields filled in; the data root becomes an absolute path."""
     from train.augment import resolve_augment  # local: augment imports this module
@@ -266,12 +320,29 @@ def resolve(cfg: Config) -> Config:
     except KeyError as exc:
         raise ConfigError(f"model.joint_set: {exc.args[0]}") from None
     m.joint_names = list(joint_set.joints)
+    _check_choice(m.presence_pool, PRESENCE_POOLS, "model.presence_pool")
+    if m.presence_hidden < 0:
+        raise ConfigError(f"model.presence_hidden must be >= 0, got {m.presence_hidden}")
+    if cfg.data.presence_val and not m.presence_head:
+        raise ConfigError("data.presence_val needs model.presence_head: true (a model without it has no presence output)")
+    if cfg.train.freeze_pose and not m.presence_head:
+        raise ConfigError("train.freeze_pose trains only the presence head; set model.presence_head: true")
+    if not cfg.train.presence_loss_weight >= 0:
+        raise ConfigError(f"train.presence_loss_weight must be >= 0, got {cfg.train.presence_loss_weight}")
+    if cfg.optim.presence_head_lr is not None and not cfg.optim.presence_head_lr > 0:
+        raise ConfigError(f"optim.presence_head_lr must be positive, got {cfg.optim.presence_head_lr}")
     for group, sources in (("data.train", cfg.data.train), ("data.val", cfg.data.val),
+                           ("data.presence_val", cfg.data.presence_val),
                            ("finetune.source_val", cfg.finetune.source_val)):
         for i, src in enumerate(sources):
-            _check_choice(src.kind, SOURCE_KINDS, f"{group}[{i}].kind")
-            _check_choice(src.crop, CROP_MODES, f"{group}[{i}].crop")
-    counts = [s.count is not None for s in cfg.data.train]
+            _check_source(src, f"{group}[{i}]")
+    for group, sources in (("data.val", cfg.data.val), ("finetune.source_val", cfg.finetune.source_val)):
+        for i, src in enumerate(sources):
+            if src.sample != "person" or src.kind in ("synthetic", "video"):
+                raise ConfigError(f"{group}[{i}]: pose evaluation needs annotated people (kind lsp, lspet, mpii, "
+                                  f"mpii_json or coco with sample: person), got kind {src.kind}, sample {src.sample}")
+    # A synthetic or video source's count is its size, not a share of the epoch.
+    counts = [s.count is not None for s in cfg.data.train if s.kind not in ("synthetic", "video")]
     ratios = [s.ratio is not None for s in cfg.data.train]
     if any(counts) and any(ratios):
         raise ConfigError("data.train: give either count or ratio for the sources, not both")

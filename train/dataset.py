@@ -8,6 +8,8 @@ A sample is a dict:
                 (before any flip), joints_px (K, 2) image pixels (NaN = not annotated), joints_crop_px (K, 2)
                 the same joints in the (flipped) crop, in the crop's left/right naming, annotated (K,),
                 visible (K,) (the annotation as read, never flipped), head_box_xyxy (4,) (NaN if none), index
+  presence      () float32, 1 = a person is in the crop, 0 = person-free (train.presence)
+  presence_weight () float32, 0 removes the sample from the presence loss
 Augmentation draws come from a generator seeded by (seed, epoch, index), so a sample is the same whatever
 the worker count, and a resumed run sees the same data as an uninterrupted one.
 """
@@ -37,6 +39,16 @@ from rehab.datasets import PoseRecord
 from train.augment import IDENTITY, AugmentDraw, draw
 from train.config import AugmentConfig, Config, SourceConfig, resolve_path
 from train.preprocess import crop
+from train.presence import (
+    LETTERBOX_PROB,
+    SYNTHETIC_DEFAULT_COUNT,
+    SyntheticDataset,
+    VideoDataset,
+    background_crop,
+    empty_meta,
+    letterbox_bars,
+    person_free_sample,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -109,8 +121,16 @@ class PoseDataset(Dataset):
 
     def __init__(self, records: list[PoseRecord], joint_set: JointSet, settings: CropSettings,
                  augment: AugmentConfig | None = None, seed: int = 0, full_image: bool = False,
-                 image_cache: str = "none", name: str = "") -> None:
+                 image_cache: str = "none", name: str = "", sample_mode: str = "person", heatmap_loss: bool = True,
+                 zoom_out: tuple[float, float] | None = None) -> None:
+        """``sample_mode`` background: crops of each image away from its annotated person (train.presence);
+        ``heatmap_loss`` False: person samples with heatmap weights 0 (presence only); ``zoom_out`` (min, max):
+        the person crop's scale is multiplied by a draw from it (the person smaller in the crop)."""
         self.records = records
+        self.sample_mode = sample_mode
+        self.heatmap_loss = heatmap_loss
+        self.zoom_out = tuple(zoom_out) if zoom_out else None
+        self.given_up = 0
         self.joint_set = joint_set
         self.settings = settings
         self.augment = augment
@@ -142,12 +162,51 @@ class PoseDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         return self.sample(index, self.draw_for(index))
 
+    def _extra_rng(self, index: int, stream: int = 7) -> np.random.Generator:
+        # Streams of their own, so that adding zoom/background draws leaves the augmentation draws unchanged.
+        return np.random.default_rng([self.seed, self.epoch if self.augment is not None else 0, index, stream])
+
+    def background_sample(self, index: int, aug: AugmentDraw) -> dict:
+        """A crop of the record's image that touches no part of the annotated person's grown joint box."""
+        record = self.records[index]
+        image = self.images.read(record)
+        s = self.settings
+        kp, annotated, _ = self.joints(record)
+        size = (image.shape[1], image.shape[0])
+        person = record.box_xyxy if record.box_xyxy is not None else keypoints_box(kp, annotated, margin=s.box_margin)
+        if person is None:  # fewer than two annotated joints: nowhere is known to be person-free
+            keep_out, ref = None, float(max(size))
+        else:
+            keep_out = [np.asarray(person, dtype=np.float64)]
+            ref = float(max(person[2] - person[0], person[3] - person[1]))
+        max_rot = float(self.augment.rotation_deg) if self.augment is not None else 0.0
+        found = None if keep_out is None else background_crop(size, keep_out, self._extra_rng(index), s.input_size,
+                                                              ref, max_rotation_deg=max_rot)
+        if found is None:
+            self.given_up += 1
+            center, scale = letterbox(size, s.input_size)
+            rotation = 0.0
+        else:
+            center, scale, rotation = found
+        patch, matrix = crop(image, center, scale, rotation, s.input_size)
+        rng = self._extra_rng(index, stream=8)
+        if found is not None and rng.random() < LETTERBOX_PROB:
+            patch = letterbox_bars(patch, rng)
+        if aug.flip:
+            patch = patch[:, ::-1]
+        meta = empty_meta(len(self.joint_set.joints), index, center, scale, rotation, aug.flip, matrix)
+        return person_free_sample(patch, len(self.joint_set.joints), s.heatmap_size, meta, usable=found is not None)
+
     def sample(self, index: int, aug: AugmentDraw) -> dict:
+        if self.sample_mode == "background":
+            return self.background_sample(index, aug)
         record = self.records[index]
         image = self.images.read(record)
         s = self.settings
         center, scale = person_center_scale(record, (image.shape[1], image.shape[0]), s, self.full_image)
         scale = scale * aug.scale_mult
+        if self.zoom_out is not None:
+            scale = scale * float(self._extra_rng(index).uniform(*self.zoom_out))
         patch, matrix = crop(image, center, scale, aug.rotation_deg, s.input_size)
         kp, annotated, visible = self.joints(record)
         kp_crop = apply_affine(kp, matrix)
@@ -158,11 +217,15 @@ class PoseDataset(Dataset):
             kp_crop = flip_points(kp_crop, s.input_size[0], perm)
             crop_annotated = annotated[perm]
         target, weight = encode(kp_crop, crop_annotated, s.heatmap_size, s.stride, s.sigma)
+        if not self.heatmap_loss:
+            weight = np.zeros_like(weight)
         head_box = record.head_box_xyxy if record.head_box_xyxy is not None else np.full(4, np.nan)
         return {
             "image": torch.from_numpy(np.ascontiguousarray(patch.transpose(2, 0, 1))),
             "target": torch.from_numpy(target),
             "target_weight": torch.from_numpy(weight),
+            "presence": torch.tensor(1.0),
+            "presence_weight": torch.tensor(1.0),
             "meta": {
                 "center": center.astype(np.float64),
                 "scale": np.asarray(scale, dtype=np.float64),
@@ -285,18 +348,30 @@ def crop_settings(cfg: Config) -> CropSettings:
     return CropSettings(tuple(m.input_size), tuple(m.heatmap_size), m.sigma, cfg.data.box_margin, cfg.data.box_padding)
 
 
-def build_source_dataset(cfg: Config, src: SourceConfig, train: bool) -> PoseDataset:
+def build_source_dataset(cfg: Config, src: SourceConfig, train: bool):
+    """A PoseDataset, or for kinds synthetic / video a SyntheticDataset / VideoDataset (train.presence)."""
+    num_joints = len(get_joint_set(cfg.model.joint_set).joints)
+    if src.kind == "synthetic":
+        return SyntheticDataset(src.count or SYNTHETIC_DEFAULT_COUNT, num_joints, cfg.model.input_size,
+                                cfg.model.heatmap_size, seed=cfg.train.seed, train=train)
+    if src.kind == "video":
+        return VideoDataset(resolve_path(cfg, src.path), src.person_box_xyxy, src.exclude_boxes_xyxy, src.sample,
+                            num_joints, cfg.model.input_size, cfg.model.heatmap_size, frame_step=src.frame_step,
+                            count=src.count, seed=cfg.train.seed, train=train,
+                            flip_prob=cfg.augment.flip_prob if train else 0.0)
     records = read_source(cfg, src)
     return PoseDataset(records, get_joint_set(cfg.model.joint_set), crop_settings(cfg),
                        augment=cfg.augment if train else None, seed=cfg.train.seed,
                        full_image=src.crop == "full_image", image_cache=cfg.data.image_cache,
-                       name=f"{src.kind}:{src.split}")
+                       name=f"{src.kind}:{src.split}:{src.sample}", sample_mode=src.sample,
+                       heatmap_loss=src.heatmap_loss, zoom_out=tuple(src.zoom_out) if src.zoom_out else None)
 
 
 def build_train_dataset(cfg: Config) -> MixedDataset:
     sources = [build_source_dataset(cfg, s, train=True) for s in cfg.data.train]
-    return MixedDataset(sources, [s.count for s in cfg.data.train], [s.ratio for s in cfg.data.train],
-                        cfg.data.epoch_size, seed=cfg.train.seed)
+    # A synthetic or video source's count is its size, not a subset of it.
+    counts = [None if s.kind in ("synthetic", "video") else s.count for s in cfg.data.train]
+    return MixedDataset(sources, counts, [s.ratio for s in cfg.data.train], cfg.data.epoch_size, seed=cfg.train.seed)
 
 
 def build_eval_dataset(cfg: Config, sources: list[SourceConfig]) -> MixedDataset:

@@ -17,7 +17,7 @@ import os
 import random
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +38,9 @@ from train.config import (
 )
 from train.dataset import build_eval_dataset, build_train_dataset
 from train.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_from_env
-from train.evaluate import autocast_context, predict
-from train.loss import JointsMSELoss
+from rehab.core.metrics import binary_at, roc_auc
+from train.evaluate import autocast_context, predict, predict_presence
+from train.loss import JointsMSELoss, PresenceLoss
 from train.model import build_model
 from train.preprocess import normalize_tensor
 
@@ -59,6 +60,7 @@ class EpochStats:
     images: int
     seconds: float
     data_seconds: float
+    loss_parts: dict = field(default_factory=dict)  # heatmap and presence terms of train_loss, when both exist
 
     @property
     def images_per_s(self) -> float:
@@ -104,10 +106,24 @@ def set_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+PRESENCE_PREFIX = "presence."
+# Probability above which a crop counts as "person" in the per-epoch presence validation.
+VAL_PRESENCE_THRESHOLD = 0.5
+
+
 def build_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
+    """Adam; with optim.presence_head_lr the presence head is a second parameter group at that LR. Every group
+    records its schedule base LR as ``base_lr`` (kept in the optimiser state, so a resume restores it)."""
     if cfg.optim.optimizer != "adam":
         raise ValueError(f"optim.optimizer must be adam, got {cfg.optim.optimizer!r}")
-    return torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    named = list(_unwrap(model).named_parameters())
+    head = [p for n, p in named if n.startswith(PRESENCE_PREFIX)]
+    if cfg.optim.presence_head_lr is None or not head:
+        groups = [{"params": [p for _, p in named], "base_lr": cfg.optim.lr}]
+    else:
+        groups = [{"params": [p for n, p in named if not n.startswith(PRESENCE_PREFIX)], "base_lr": cfg.optim.lr},
+                  {"params": head, "lr": cfg.optim.presence_head_lr, "base_lr": cfg.optim.presence_head_lr}]
+    return torch.optim.Adam(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Config) -> torch.optim.lr_scheduler.MultiStepLR:
@@ -115,24 +131,36 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Config) -> torch.opti
                                                 gamma=cfg.optim.lr_factor)
 
 
-def scheduled_lr(cfg: Config, epoch: int) -> float:
-    """The multistep schedule's LR for (0-based) ``epoch``: x lr_factor at every milestone reached."""
+def scheduled_lr(cfg: Config, epoch: int, base_lr: float | None = None) -> float:
+    """The multistep schedule's LR for (0-based) ``epoch``: ``base_lr`` (default optim.lr) x lr_factor at every
+    milestone reached."""
     passed = sum(1 for m in cfg.optim.scaled_milestones if m <= epoch)
-    return cfg.optim.lr * cfg.optim.lr_factor ** passed
+    return (cfg.optim.lr if base_lr is None else base_lr) * cfg.optim.lr_factor ** passed
+
+
+def _group_base_lrs(optimizer: torch.optim.Optimizer, cfg: Config) -> list[float]:
+    # The first group follows optim.lr (which a resume may change); a presence head group its own LR.
+    bases = [cfg.optim.lr]
+    for group in optimizer.param_groups[1:]:
+        bases.append(cfg.optim.presence_head_lr if cfg.optim.presence_head_lr is not None
+                     else group.get("base_lr", cfg.optim.lr))
+    return bases
 
 
 def set_scheduled_lr(optimizer: torch.optim.Optimizer, scheduler, cfg: Config, epoch: int) -> None:
     """Put the optimiser (and the scheduler's record of it) at the schedule's LR for ``epoch``."""
-    lr = scheduled_lr(cfg, epoch)
+    bases = _group_base_lrs(optimizer, cfg)
+    lrs = [scheduled_lr(cfg, epoch, b) for b in bases]
     current = optimizer.param_groups[0]["lr"]
-    if not math.isclose(current, lr, rel_tol=1e-9):
-        logger.info("LR %g -> %g for epoch %d (schedule: %g x %g at epochs %s)", current, lr, epoch + 1,
+    if not math.isclose(current, lrs[0], rel_tol=1e-9):
+        logger.info("LR %g -> %g for epoch %d (schedule: %g x %g at epochs %s)", current, lrs[0], epoch + 1,
                     cfg.optim.lr, cfg.optim.lr_factor, cfg.optim.scaled_milestones)
-    for group in optimizer.param_groups:
+    for group, base, lr in zip(optimizer.param_groups, bases, lrs):
         group["lr"] = lr
-        group["initial_lr"] = cfg.optim.lr
-    scheduler.base_lrs = [cfg.optim.lr] * len(optimizer.param_groups)
-    scheduler._last_lr = [lr] * len(optimizer.param_groups)
+        group["initial_lr"] = base
+        group["base_lr"] = base
+    scheduler.base_lrs = list(bases)
+    scheduler._last_lr = list(lrs)
 
 
 def _loader(dataset, batch_size: int, shuffle: bool, cfg: Config, info: DistInfo, drop_last: bool) -> tuple[DataLoader, DistributedSampler]:
@@ -154,10 +182,14 @@ def _loader(dataset, batch_size: int, shuffle: bool, cfg: Config, info: DistInfo
 class CsvLog:
     """log.csv with one row per epoch; the header is fixed by the first row."""
 
-    def __init__(self, path: Path, joint_names: tuple[str, ...]) -> None:
+    PRESENCE_FIELDS = ["train_heatmap_loss", "train_presence_loss", "val_presence_bce", "val_presence_acc",
+                       "val_presence_recall", "val_presence_specificity", "val_presence_auc"]
+
+    def __init__(self, path: Path, joint_names: tuple[str, ...], presence: bool = False) -> None:
         self.path = path
         self.fields = (["epoch", "lr", "train_loss", "val_loss", "val_pck", "images_per_s", "data_fraction",
-                        "epoch_seconds"] + [f"pck_{j}" for j in joint_names])
+                        "epoch_seconds"] + [f"pck_{j}" for j in joint_names]
+                       + (self.PRESENCE_FIELDS if presence else []))
 
     def append(self, row: dict) -> None:
         new = not self.path.exists()
@@ -222,11 +254,20 @@ def load_weights(model: torch.nn.Module, checkpoint: str | os.PathLike[str]) -> 
         state = torch.load(path, map_location="cpu", weights_only=False)["model"]
     except Exception as exc:
         raise ValueError(f"cannot read model weights from {path}: {type(exc).__name__}: {exc}") from None
+    # A presence head added by fine-tuning is not in the source model: it starts from its initialisation.
+    new = [k for k in _unwrap(model).state_dict() if k.startswith(PRESENCE_PREFIX) and k not in state]
     try:
-        model.load_state_dict(state)
+        result = model.load_state_dict(state, strict=not new)
     except RuntimeError as exc:
         raise ValueError(f"the weights in {path} do not fit the configured model: {exc}") from None
-    logger.info("model weights from %s", path)
+    if new:
+        others = [k for k in result.missing_keys if k not in new]
+        if others or result.unexpected_keys:
+            raise ValueError(f"the weights in {path} do not fit the configured model: missing {others[:5]}, "
+                             f"unexpected {result.unexpected_keys[:5]}")
+        logger.info("model weights from %s; the presence head (%d tensors) is new", path, len(new))
+    else:
+        logger.info("model weights from %s", path)
 
 
 def set_train_mode(model: torch.nn.Module, freeze_bn: bool) -> None:
@@ -239,9 +280,12 @@ def set_train_mode(model: torch.nn.Module, freeze_bn: bool) -> None:
 
 
 def train_one_epoch(model, loader, optimizer, scaler, loss_fn, cfg: Config, device: torch.device, epoch: int,
-                    info: DistInfo) -> EpochStats:
+                    info: DistInfo, presence_fn: torch.nn.Module | None = None) -> EpochStats:
+    """One epoch; with ``presence_fn`` (a model with a presence head) the loss is heatmap MSE +
+    train.presence_loss_weight x presence BCE."""
     set_train_mode(model, cfg.train.freeze_bn)
     total_loss, images, data_seconds = 0.0, 0, 0.0
+    total_hm, total_presence = 0.0, 0.0
     start = tick = time.perf_counter()
     cap = cfg.train.max_steps_per_epoch
     steps = len(loader) if cap is None else min(cap, len(loader))
@@ -258,8 +302,16 @@ def train_one_epoch(model, loader, optimizer, scaler, loss_fn, cfg: Config, devi
         if cfg.train.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast_context(device, cfg.train.cpu_bf16, cfg.train.amp):
-            heatmaps = model(x)
-        loss = loss_fn(heatmaps.float(), target, weight)
+            out = model(x, with_presence=True) if presence_fn is not None else model(x)
+        if presence_fn is not None:
+            heatmaps, logits = out
+            hm_loss = loss_fn(heatmaps.float(), target, weight)
+            p_loss = presence_fn(logits, batch["presence"].to(device), batch["presence_weight"].to(device))
+            loss = hm_loss + cfg.train.presence_loss_weight * p_loss
+            total_hm += float(hm_loss.detach()) * images_u8.shape[0]
+            total_presence += float(p_loss.detach()) * images_u8.shape[0]
+        else:
+            loss = loss_fn(out.float(), target, weight)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step}")
         optimizer.zero_grad(set_to_none=True)
@@ -275,7 +327,12 @@ def train_one_epoch(model, loader, optimizer, scaler, loss_fn, cfg: Config, devi
     bar.close()
     seconds = time.perf_counter() - start
     mean_loss = all_reduce_mean(total_loss / max(images, 1), info, device)
-    return EpochStats(epoch, optimizer.param_groups[0]["lr"], mean_loss, images * info.world_size, seconds, data_seconds)
+    parts = {}
+    if presence_fn is not None:
+        parts = {"train_heatmap_loss": all_reduce_mean(total_hm / max(images, 1), info, device),
+                 "train_presence_loss": all_reduce_mean(total_presence / max(images, 1), info, device)}
+    return EpochStats(epoch, optimizer.param_groups[0]["lr"], mean_loss, images * info.world_size, seconds, data_seconds,
+                      parts)
 
 
 def load_resume_checkpoint(run_dir: str | os.PathLike[str]) -> tuple[dict, Config]:
@@ -336,6 +393,11 @@ def _fit(cfg: Config, run_dir: Path, device: torch.device, info: DistInfo, ckpt:
         load_weights(model, init_from)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if cfg.train.freeze_pose:
+        for name, param in model.named_parameters():
+            param.requires_grad_(name.startswith(PRESENCE_PREFIX))
+        logger.info("train.freeze_pose: only the presence head learns (%d tensors)",
+                    sum(p.requires_grad for p in model.parameters()))
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.train.amp)
@@ -356,7 +418,9 @@ def _fit(cfg: Config, run_dir: Path, device: torch.device, info: DistInfo, ckpt:
         model = DistributedDataParallel(model, device_ids=[info.local_rank] if device.type == "cuda" else None)
 
     loss_fn = JointsMSELoss()
-    log = CsvLog(run_dir / LOG_CSV, joint_set.joints)
+    presence = cfg.model.presence_head
+    presence_fn = PresenceLoss() if presence else None
+    log = CsvLog(run_dir / LOG_CSV, joint_set.joints, presence=presence)
     if info.is_main and ckpt is not None:
         log.truncate_after(start_epoch)
     tb = _tensorboard(run_dir, cfg.train.tensorboard) if info.is_main else None
@@ -364,17 +428,21 @@ def _fit(cfg: Config, run_dir: Path, device: torch.device, info: DistInfo, ckpt:
     if val_ds is not None and info.is_main:
         val_loader = DataLoader(val_ds, batch_size=cfg.eval.batch_size, shuffle=False,
                                 num_workers=cfg.data.num_workers)
+    presence_loader = None
+    if cfg.data.presence_val and info.is_main:
+        presence_loader = DataLoader(build_eval_dataset(cfg, cfg.data.presence_val), batch_size=cfg.eval.batch_size,
+                                     shuffle=False, num_workers=cfg.data.num_workers)
 
     epoch = start_epoch - 1
     for epoch in range(start_epoch, cfg.train.epochs):
         train_ds.set_epoch(epoch)
         train_sampler.set_epoch(epoch)
-        stats = train_one_epoch(model, train_loader, optimizer, scaler, loss_fn, cfg, device, epoch, info)
+        stats = train_one_epoch(model, train_loader, optimizer, scaler, loss_fn, cfg, device, epoch, info, presence_fn)
         scheduler.step()
         row = {"epoch": epoch + 1, "lr": stats.lr, "train_loss": stats.train_loss,
                "images_per_s": round(stats.images_per_s, 2),
                "data_fraction": round(stats.data_seconds / max(stats.seconds, 1e-9), 4),
-               "epoch_seconds": round(stats.seconds, 1)}
+               "epoch_seconds": round(stats.seconds, 1), **stats.loss_parts}
         metric = -stats.train_loss
         if info.is_main:
             if val_loader is not None and ((epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs):
@@ -389,6 +457,8 @@ def _fit(cfg: Config, run_dir: Path, device: torch.device, info: DistInfo, ckpt:
                 metric = result.mean
                 row.update({"val_loss": pred.mean_loss, "val_pck": round(result.mean, 3)})
                 row.update({f"pck_{j}": round(float(v), 3) for j, v in zip(joint_set.joints, result.per_joint)})
+            if presence_loader is not None:
+                row.update(_presence_row(_unwrap(model), presence_loader, cfg, device))
             log.append(row)
             if tb is not None:
                 for key, value in row.items():
@@ -407,6 +477,23 @@ def _fit(cfg: Config, run_dir: Path, device: torch.device, info: DistInfo, ckpt:
         tb.close()
     return FitResult(run_dir, epoch + 1, best_metric, run_dir / LAST, run_dir / BEST,
                      weights_digest(_unwrap(model)))
+
+
+def _presence_row(model: torch.nn.Module, loader: DataLoader, cfg: Config, device: torch.device) -> dict:
+    """The per-epoch presence validation columns of log.csv (threshold VAL_PRESENCE_THRESHOLD)."""
+    probs, targets, weights = predict_presence(model, loader, cfg.model, device, cpu_bf16=cfg.train.cpu_bf16,
+                                               cuda_amp=cfg.train.amp, channels_last=cfg.train.channels_last,
+                                               progress=cfg.train.progress, desc="val presence")
+    keep = weights > 0
+    probs, labels = probs[keep], targets[keep] > 0.5
+    eps = 1e-7
+    bce = float(-np.mean(np.where(labels, np.log(probs + eps), np.log(1 - probs + eps))))
+    at = binary_at(probs, labels, VAL_PRESENCE_THRESHOLD)
+    logger.info("presence val (%d crops): BCE %.4f, accuracy %.4f, recall %.4f, specificity %.4f at %.2f", len(probs),
+                bce, at.accuracy, at.recall, at.specificity, VAL_PRESENCE_THRESHOLD)
+    return {"val_presence_bce": round(bce, 5), "val_presence_acc": round(at.accuracy, 5),
+            "val_presence_recall": round(at.recall, 5), "val_presence_specificity": round(at.specificity, 5),
+            "val_presence_auc": round(roc_auc(probs, labels), 5)}
 
 
 def weights_digest(model: torch.nn.Module) -> str:

@@ -96,8 +96,34 @@ def predict(model: torch.nn.Module, loader: DataLoader, model_cfg: ModelConfig, 
                        float(np.mean(losses)) if losses else float("nan"))
 
 
+@torch.no_grad()
+def predict_presence(model: torch.nn.Module, loader: DataLoader, model_cfg: ModelConfig, device: torch.device,
+                     cpu_bf16: bool = False, cuda_amp: bool = False, channels_last: bool = False,
+                     progress: bool = True, desc: str = "presence") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(presence probabilities (N,), targets (N,), presence weights (N,)) of a model with a presence head."""
+    was_training = model.training
+    model.eval()
+    probs, targets, weights = [], [], []
+    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        images = normalize_tensor(batch["image"].to(device, non_blocking=True), model_cfg)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast_context(device, cpu_bf16, cuda_amp):
+            _, logits = model(images, with_presence=True)
+        probs.append(torch.sigmoid(logits.float()).reshape(-1).cpu().numpy())
+        targets.append(batch["presence"].numpy())
+        weights.append(batch["presence_weight"].numpy())
+    if was_training:
+        model.train()
+    if not probs:
+        raise ValueError("the presence evaluation dataset is empty")
+    return np.concatenate(probs), np.concatenate(targets), np.concatenate(weights)
+
+
 def source_label(src) -> str:
-    label = f"{src.kind}:{src.split}"
+    label = f"{src.kind}:{src.split}" if src.kind != "video" else f"video:{Path(src.path).stem}"
+    if src.sample != "person":
+        label += f":{src.sample}"
     if src.limit is not None:
         label += f":{src.limit}"
     return label + ("" if src.crop == "person" else f":{src.crop}")
@@ -136,7 +162,7 @@ def parse_source(spec: str):
         raise ValueError(f"data source {spec!r}: kind must be one of {', '.join(SOURCE_KINDS)}")
     default_paths = {"lsp": "data/lsp", "lspet": "data/lspet", "mpii": "data/mpii",
                      "mpii_json": "data/fixtures/mpii/test_mpii.json", "coco": "data/fixtures/coco/test_coco.json"}
-    src = SourceConfig(kind=kind, path=default_paths[kind], split=parts[1] if len(parts) > 1 else "test")
+    src = SourceConfig(kind=kind, path=default_paths.get(kind, ""), split=parts[1] if len(parts) > 1 else "test")
     for extra in parts[2:]:
         if extra.isdigit():
             src.limit = int(extra)

@@ -22,6 +22,7 @@ from train.model import load_checkpoint
 logger = logging.getLogger(__name__)
 
 FINETUNE_JSON = "finetune.json"
+PRESENCE_MODEL_FIELDS = ("presence_head", "presence_pool", "presence_hidden")
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,14 @@ def finetune(cfg: Config, run_dir: str | os.PathLike[str]) -> FinetuneResult:
     source_model, source_cfg, _ = load_checkpoint(cfg.finetune.checkpoint)
     if to_dict(cfg.model) != to_dict(source_cfg.model):
         logger.info("fine-tuning keeps the source checkpoint's model section")
+    wanted = cfg.model
     cfg.model = source_cfg.model
+    if wanted.presence_head and not source_cfg.model.presence_head:
+        # The one change fine-tuning may make to the network: add a presence head (its weights start new).
+        logger.info("fine-tuning adds a presence head (%s pooling, %d hidden units)", wanted.presence_pool,
+                    wanted.presence_hidden)
+        for name in PRESENCE_MODEL_FIELDS:
+            setattr(cfg.model, name, getattr(wanted, name))
     cfg = resolve(cfg)
     device = select_device(cfg.train.device)
     if device.type == "cpu":

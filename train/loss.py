@@ -21,3 +21,17 @@ class JointsMSELoss(nn.Module):
         w = target_weight.to(pred.dtype).view(n, k, 1, 1)
         diff = (pred.float() - target.float()) * w.float()
         return MSE_HALF * diff.pow(2).mean()
+
+
+class PresenceLoss(nn.Module):
+    """Binary cross-entropy of presence logits (N, 1) against targets (N,), weighted per sample; the mean over
+    the samples whose weight is non-zero (0 when there are none)."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        logits = logits.float().reshape(-1)
+        if logits.shape != target.shape or target.shape != weight.shape:
+            raise ValueError(f"presence logits {tuple(logits.shape)}, targets {tuple(target.shape)} and weights "
+                             f"{tuple(weight.shape)} must hold one value per sample")
+        per_sample = nn.functional.binary_cross_entropy_with_logits(logits, target.float(), reduction="none")
+        w = weight.float()
+        return (per_sample * w).sum() / w.sum().clamp(min=1.0)

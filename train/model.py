@@ -130,8 +130,33 @@ def _deconv_padding(kernel: int) -> tuple[int, int]:
     raise ConfigError(f"model.deconv_kernel must be 2, 3 or 4, got {kernel}")
 
 
+class PresenceHead(nn.Module):
+    """Backbone features (N, C, h, w) -> (N, 1) logit of "a person is in this crop".
+
+    Global average pooling (how much of the crop looks like body parts), optionally concatenated with global
+    max pooling (the strongest single response: a small person fills few of the 6x6 cells), then one hidden
+    layer. No BatchNorm: it is trained while the pose network's statistics stay frozen.
+    """
+
+    def __init__(self, channels: int, pool: str, hidden: int) -> None:
+        super().__init__()
+        self.use_max = pool == "avg_max"
+        features = channels * (2 if self.use_max else 1)
+        if hidden > 0:
+            self.mlp = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 1))
+        else:
+            self.mlp = nn.Sequential(nn.Linear(features, 1))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        pooled = features.mean(dim=(2, 3))
+        if self.use_max:
+            pooled = torch.cat([pooled, features.amax(dim=(2, 3))], dim=1)
+        return self.mlp(pooled.float() if pooled.dtype == torch.bfloat16 else pooled)
+
+
 class PoseNet(nn.Module):
-    """backbone -> deconv_layers x (ConvTranspose 2x up, BN, ReLU) -> 1x1 conv to K heatmaps."""
+    """backbone -> deconv_layers x (ConvTranspose 2x up, BN, ReLU) -> 1x1 conv to K heatmaps; optionally a
+    presence head on the backbone features (``forward(x, with_presence=True)`` -> (heatmaps, logits (N, 1)))."""
 
     def __init__(self, backbone: nn.Module, backbone_channels: int, cfg: ModelConfig, num_joints: int) -> None:
         super().__init__()
@@ -151,7 +176,13 @@ class PoseNet(nn.Module):
         if cfg.final_kernel not in (1, 3):
             raise ConfigError(f"model.final_kernel must be 1 or 3, got {cfg.final_kernel}")
         self.final = nn.Conv2d(channels, num_joints, cfg.final_kernel, padding=cfg.final_kernel // 2)
+        self.presence = (PresenceHead(backbone_channels, cfg.presence_pool, cfg.presence_hidden)
+                         if cfg.presence_head else None)
         self._init_head()
+
+    @property
+    def has_presence(self) -> bool:
+        return self.presence is not None
 
     def _init_head(self) -> None:
         for module in list(self.head.modules()) + [self.final]:
@@ -163,8 +194,28 @@ class PoseNet(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.final(self.head(self.backbone(x)))
+    def forward(self, x: torch.Tensor, with_presence: bool = False):
+        """Heatmaps (N, K, H, W); with ``with_presence`` (needs the head) the tuple (heatmaps, logits (N, 1))."""
+        features = self.backbone(x)
+        heatmaps = self.final(self.head(features))
+        if not with_presence:
+            return heatmaps
+        if self.presence is None:
+            raise ValueError("this model has no presence head (model.presence_head is false)")
+        return heatmaps, self.presence(features)
+
+
+class WithPresence(nn.Module):
+    """A PoseNet whose plain call returns (heatmaps, presence logits): the two-output graph export writes."""
+
+    def __init__(self, net: PoseNet) -> None:
+        super().__init__()
+        if not net.has_presence:
+            raise ValueError("WithPresence needs a PoseNet with a presence head")
+        self.net = net
+
+    def forward(self, x: torch.Tensor):
+        return self.net(x, with_presence=True)
 
 
 def check_geometry(cfg: ModelConfig) -> None:

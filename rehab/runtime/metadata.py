@@ -20,13 +20,18 @@ KEY_PREFIX = "rehab."
 SCHEMA_VERSION = 1
 CHANNEL_ORDERS = ("RGB", "BGR")
 PRECISIONS = ("fp32", "fp16", "int8")
+# The name of the optional second output: one presence logit per crop, (N, 1) float32.
+PRESENCE_OUTPUT_NAME = "presence"
 # Heatmap stride is input size / heatmap size; both axes must agree to this tolerance.
 _STRIDE_TOLERANCE = 1e-6
 
 # Field name -> how it is stored: "str" as is, "json" JSON-encoded.
-_STRING_FIELDS = ("name", "channel_order", "backbone", "source_sha256", "exported_at", "code_version", "precision")
+_STRING_FIELDS = ("name", "channel_order", "backbone", "source_sha256", "exported_at", "code_version", "precision",
+                  "presence_output")
 # Fields added to schema 1 later, with a default: files written before them lack the key and still load.
-_OPTIONAL_FIELDS = ("graph_rewrites",)
+_OPTIONAL_FIELDS = ("graph_rewrites", "presence_output", "presence_threshold")
+# Optional fields written only when set: a model without a presence output carries no presence keys.
+_WRITTEN_WHEN_SET = ("presence_output", "presence_threshold")
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,8 @@ class ModelInfo:
     ``variant`` holds what a reduced-precision variant measured against FP32 (e.g. PCK drift);
     ``graph_rewrites`` the export's graph passes that were applied (name -> what they changed, e.g.
     ``subpixel_deconv``: deconvolutions in sub-pixel form), empty for files exported without any.
+    ``presence_output`` names the optional second output, a presence logit (N, 1) per crop ("" = none), and
+    ``presence_threshold`` the probability sigmoid(logit) at or above which a person counts as present.
     """
 
     name: str
@@ -67,6 +74,8 @@ class ModelInfo:
     variant: Mapping[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
     graph_rewrites: Mapping[str, Any] = field(default_factory=dict)
+    presence_output: str = ""
+    presence_threshold: float | None = None
 
     def __post_init__(self) -> None:
         k = len(self.joint_names)
@@ -99,6 +108,18 @@ class ModelInfo:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if not (self.sigma > 0 and math.isfinite(self.subpixel_shift)):
             raise ValueError(f"sigma must be positive and subpixel_shift finite, got {self.sigma}, {self.subpixel_shift}")
+        if self.presence_threshold is not None:
+            if not self.presence_output:
+                raise ValueError("presence_threshold is set but the model has no presence output")
+            t = self.presence_threshold
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 < float(t) < 1.0:
+                raise ValueError(f"presence_threshold must be a probability in (0, 1), got {t!r}")
+            object.__setattr__(self, "presence_threshold", float(t))
+
+    @property
+    def has_presence(self) -> bool:
+        """Whether the model has a presence output (a logit per crop: is a person there?)."""
+        return bool(self.presence_output)
 
     @property
     def num_joints(self) -> int:
@@ -140,7 +161,8 @@ def _json_default(value: Any) -> Any:
 
 def to_metadata_props(info: ModelInfo) -> dict[str, str]:
     """The ``metadata_props`` entries (key -> string) that describe ``info``."""
-    return {KEY_PREFIX + f.name: _encode(f.name, getattr(info, f.name)) for f in fields(info)}
+    return {KEY_PREFIX + f.name: _encode(f.name, getattr(info, f.name)) for f in fields(info)
+            if f.name not in _WRITTEN_WHEN_SET or getattr(info, f.name) not in ("", None)}
 
 
 def _tuple_of(value: Any, key: str, source: str, depth: int = 1) -> tuple:

@@ -20,7 +20,7 @@ import onnxruntime as ort
 
 from rehab.core.heatmaps import SUBPIXEL_SHIFT, decode, merge_flip
 from rehab.core.transforms import affine_matrix, apply_affine, box_to_center_scale, invert_affine, letterbox
-from rehab.runtime.metadata import ModelInfo, from_metadata_props
+from rehab.runtime.metadata import PRESENCE_OUTPUT_NAME, ModelInfo, from_metadata_props
 from rehab.runtime.session import ProviderSpec, create_session
 
 logger = logging.getLogger(__name__)
@@ -42,7 +42,11 @@ class Keypoint(NamedTuple):
 
 @dataclass(frozen=True, eq=False)
 class Pose:
-    """One person's keypoints in image pixels (x, y), their heatmap scores and the joint names."""
+    """One person's keypoints in image pixels (x, y), their heatmap scores and the joint names.
+
+    ``presence`` is the model's probability (sigmoid of its presence logit, in [0, 1]) that a person is in the
+    crop at all; None for a model without a presence output. Compare it with ``ModelInfo.presence_threshold``.
+    """
 
     keypoints_px: np.ndarray  # (K, 2) float64
     scores: np.ndarray  # (K,) float32, heatmap peak values (roughly 0-1, not calibrated probabilities)
@@ -57,6 +61,11 @@ class Pose:
         if kp.shape != (len(names), 2) or scores.shape != (len(names),):
             raise ValueError(f"Pose needs keypoints_px ({len(names)}, 2) and scores ({len(names)},) for "
                              f"{len(names)} joint names, got {kp.shape} and {scores.shape}")
+        if self.presence is not None:
+            presence = float(self.presence)
+            if not 0.0 <= presence <= 1.0:
+                raise ValueError(f"Pose presence must be a probability in [0, 1] or None, got {self.presence!r}")
+            object.__setattr__(self, "presence", presence)
         kp.setflags(write=False)
         scores.setflags(write=False)
         object.__setattr__(self, "keypoints_px", kp)
@@ -143,8 +152,22 @@ def _static_dims(shape: Sequence) -> list[int | None]:
     return [d if isinstance(d, int) and d > 0 else None for d in shape]
 
 
+def heatmap_output_name(session: ort.InferenceSession) -> str:
+    """The heatmap output: the first output that is not the presence logit."""
+    names = [o.name for o in session.get_outputs()]
+    others = [n for n in names if n != PRESENCE_OUTPUT_NAME]
+    return others[0] if others else names[0]
+
+
 def infer(session: ort.InferenceSession, tensor: np.ndarray) -> np.ndarray:
     """Heatmaps (N, K, H, W) float32 for a preprocessed batch (N, 3, h, w); checks the input first."""
+    return infer_outputs(session, tensor)[0]
+
+
+def infer_outputs(session: ort.InferenceSession, tensor: np.ndarray,
+                  presence_output: str = "") -> tuple[np.ndarray, np.ndarray | None]:
+    """(heatmaps (N, K, H, W), presence logits (N, 1) or None) for a preprocessed batch (N, 3, h, w);
+    ``presence_output`` names the logit output (ModelInfo.presence_output; "" = do not compute it)."""
     spec = session.get_inputs()[0]
     batch = np.asarray(tensor)
     expected = _static_dims(spec.shape)
@@ -154,11 +177,20 @@ def infer(session: ort.InferenceSession, tensor: np.ndarray) -> np.ndarray:
                          "use preprocess() to crop and resize images to the model's input size")
     if batch.dtype != np.float32:
         batch = batch.astype(np.float32)
-    return session.run(None, {spec.name: batch})[0]
+    names = [heatmap_output_name(session)] + ([presence_output] if presence_output else [])
+    out = session.run(names, {spec.name: batch})
+    return out[0], (out[1] if presence_output else None)
 
 
-def postprocess(heatmaps: np.ndarray, affine: np.ndarray, info: ModelInfo) -> Pose:
-    """Decode one person's heatmaps (K, H, W) or (1, K, H, W) to a Pose in image pixels."""
+def presence_probability(logits: np.ndarray) -> np.ndarray:
+    """sigmoid(logit) per crop, (N, 1) -> (N,), computed without overflow for large |logits|."""
+    z = np.asarray(logits, dtype=np.float64).reshape(-1)
+    return np.where(z >= 0, 1.0 / (1.0 + np.exp(-np.abs(z))), np.exp(-np.abs(z)) / (1.0 + np.exp(-np.abs(z))))
+
+
+def postprocess(heatmaps: np.ndarray, affine: np.ndarray, info: ModelInfo, presence: float | None = None) -> Pose:
+    """Decode one person's heatmaps (K, H, W) or (1, K, H, W) to a Pose in image pixels (``presence``: the
+    crop's presence probability, if the model has one)."""
     hm = np.asarray(heatmaps)
     if hm.ndim == 4 and hm.shape[0] == 1:
         hm = hm[0]
@@ -167,7 +199,7 @@ def postprocess(heatmaps: np.ndarray, affine: np.ndarray, info: ModelInfo) -> Po
         raise ValueError(f"heatmaps must have shape {expected} (K, H, W) for this model, got {np.shape(heatmaps)}")
     crop_px, scores = decode(hm, stride=info.heatmap_stride)
     image_px = apply_affine(crop_px, invert_affine(affine))
-    return Pose(keypoints_px=image_px, scores=scores, joint_names=info.joint_names)
+    return Pose(keypoints_px=image_px, scores=scores, joint_names=info.joint_names, presence=presence)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -215,27 +247,53 @@ class PoseModel:
     def _check_io(self) -> None:
         w, h = self.info.input_size
         inp = _static_dims(self.session.get_inputs()[0].shape)
-        out = _static_dims(self.session.get_outputs()[0].shape)
+        outputs = {o.name: o for o in self.session.get_outputs()}
+        heatmap_spec = outputs[heatmap_output_name(self.session)]
+        out = _static_dims(heatmap_spec.shape)
+        if self.info.has_presence:
+            spec = outputs.get(self.info.presence_output)
+            if spec is None:
+                raise ValueError(f"model {self.path}: its metadata names a presence output "
+                                 f"{self.info.presence_output!r} but the graph's outputs are {list(outputs)}")
+            dims = _static_dims(spec.shape)
+            if len(dims) != 2 or dims[1] not in (None, 1):
+                raise ValueError(f"model {self.path}: presence output shape {spec.shape} is not (N, 1)")
         hw, hh = self.info.heatmap_size
         if len(inp) != 4 or any(e is not None and e != a for e, a in zip(inp[1:], (3, h, w))):
             raise ValueError(f"model {self.path}: input shape {self.session.get_inputs()[0].shape} does not match its "
                              f"metadata (N, 3, {h}, {w})")
         if len(out) != 4 or any(e is not None and e != a for e, a in zip(out[1:], (self.info.num_joints, hh, hw))):
-            raise ValueError(f"model {self.path}: output shape {self.session.get_outputs()[0].shape} does not match "
+            raise ValueError(f"model {self.path}: output shape {heatmap_spec.shape} does not match "
                              f"its metadata (N, {self.info.num_joints}, {hh}, {hw})")
 
     def __repr__(self) -> str:
         return (f"PoseModel({str(self.path)!r}, {self.info.name}, {self.info.precision}, "
                 f"input {self.info.input_size[0]}x{self.info.input_size[1]}, providers={list(self.providers)})")
 
+    @property
+    def has_presence(self) -> bool:
+        return self.info.has_presence
+
     def heatmaps(self, batch: np.ndarray, flip_test: bool | None = None) -> np.ndarray:
         """Heatmaps (N, K, H, W) of a preprocessed batch, averaged with the mirrored batch when flip testing."""
+        return self.outputs(batch, flip_test, presence=False)[0]
+
+    def outputs(self, batch: np.ndarray, flip_test: bool | None = None,
+                presence: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """(heatmaps (N, K, H, W), presence logits (N,) or None) of a preprocessed batch. With flip testing the
+        heatmaps are merged with the mirrored batch's and the two logits averaged."""
         flip = self.info.flip_test if flip_test is None else bool(flip_test)
+        name = self.info.presence_output if presence and self.info.has_presence else ""
         if not flip:
-            return infer(self.session, batch)
-        both = infer(self.session, np.concatenate([batch, batch[..., ::-1]], axis=0))
+            hm, logits = infer_outputs(self.session, batch, name)
+            return hm, None if logits is None else logits.reshape(-1)
+        both, logits = infer_outputs(self.session, np.concatenate([batch, batch[..., ::-1]], axis=0), name)
         n = batch.shape[0]
-        return merge_flip(both[:n], both[n:], self.info.flip_permutation, shift=self.info.flip_shift)
+        merged = merge_flip(both[:n], both[n:], self.info.flip_permutation, shift=self.info.flip_shift)
+        if logits is None:
+            return merged, None
+        flat = logits.reshape(-1)
+        return merged, (flat[:n] + flat[n:]) / 2.0
 
     def predict(self, image_bgr: np.ndarray, bbox_xyxy=None, flip_test: bool | None = None) -> Pose:
         """The pose of the person in ``bbox_xyxy`` (image pixels), or in the whole image when None.
@@ -245,7 +303,9 @@ class PoseModel:
         image = validate_image(image_bgr)
         center, scale = person_center_scale(image.shape, bbox_xyxy, self.info)
         tensor, affine = preprocess(image, center, scale, self.info)
-        return postprocess(self.heatmaps(tensor, flip_test)[0], affine, self.info)
+        hm, logits = self.outputs(tensor, flip_test)
+        presence = None if logits is None else float(presence_probability(logits)[0])
+        return postprocess(hm[0], affine, self.info, presence)
 
     def predict_batch(self, images: Sequence[np.ndarray], boxes: Sequence | None = None,
                       flip_test: bool | None = None) -> list[Pose]:
@@ -263,6 +323,7 @@ class PoseModel:
                 tensor, affine = preprocess(image, center, scale, self.info)
                 tensors.append(tensor)
                 affines.append(affine)
-            hm = self.heatmaps(np.concatenate(tensors, axis=0), flip_test)
-            poses.extend(postprocess(h, a, self.info) for h, a in zip(hm, affines))
+            hm, logits = self.outputs(np.concatenate(tensors, axis=0), flip_test)
+            probs = [None] * len(hm) if logits is None else [float(p) for p in presence_probability(logits)]
+            poses.extend(postprocess(h, a, self.info, p) for h, a, p in zip(hm, affines, probs))
         return poses

@@ -212,3 +212,70 @@ def test_int8_beyond_the_drift_limit_is_written_when_forced(trained, tmp_path: P
     assert forced.variants[0].forced and variant_path(out, "int8").exists()
     assert "int8 (forced)" in forced.table()
     assert PoseModel.load(variant_path(out, "int8"), providers="cpu").info.variant["forced"] is True
+
+
+@pytest.fixture(scope="module")
+def with_presence(trained) -> tuple[torch.nn.Module, Config]:
+    """The trained tiny network plus a presence head (seeded init): a two-output model to export."""
+    model, cfg = trained
+    cfg = resolve(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, presence_head=True)))
+    torch.manual_seed(1)
+    net = build_model(cfg.model, init_backbone=False)
+    missing = net.load_state_dict(model.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith("presence.") for k in missing)
+    return net.eval(), cfg
+
+
+def test_presence_model_exports_two_verified_outputs_and_variants(with_presence, tmp_path: Path, shared_dir: Path):
+    model, cfg = with_presence
+    info = info_from_config(cfg, {}, name="tiny-presence", presence_threshold=0.4)
+    out = tmp_path / "tiny.onnx"
+    result = export_model(model, info, out, shared_dir, ExportOptions(verify_images=8, eval_images=16, fp16=True,
+                                                                      int8=True, calibration_images=16, force=True,
+                                                                      progress=False))
+    proto = onnx.load(str(out))
+    outputs = {o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in proto.graph.output}
+    assert list(outputs) == ["heatmaps", "presence"]
+    assert isinstance(outputs["presence"][0], str) and outputs["presence"][1:] == [1]  # (N, 1), dynamic batch
+    assert proto.graph.output[1].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["rehab.presence_output"] == "presence" and json.loads(meta["rehab.presence_threshold"]) == 0.4
+    # Verification compared the presence logits too, on person and person-free crops.
+    check = result.info.variant["presence_verified_against_torch"]
+    assert check["images"] == 16 and check["max_abs_diff"] <= check["tolerance"] and check["decision_agreement"] == 1.0
+    assert "ConvTranspose" not in {n.op_type for n in proto.graph.node}  # the sub-pixel pass ran on it
+
+    image = cv2.imread(str(read_source(cfg, SourceConfig(kind="lsp", path="data/lsp", split="test", limit=1))[0]
+                           .image_path))
+    for variant in (out, variant_path(out, "fp16"), variant_path(out, "int8")):
+        pose_model = PoseModel.load(variant, providers="cpu", threads=THREADS)
+        assert pose_model.info.has_presence and pose_model.info.presence_threshold == 0.4
+        pose = pose_model.predict(image)
+        assert pose.presence is not None and 0.0 <= pose.presence <= 1.0
+        flipped = pose_model.predict(image, flip_test=True)
+        assert 0.0 <= flipped.presence <= 1.0
+    fp32 = PoseModel.load(out, providers="cpu", threads=THREADS)
+    center, scale = person_center_scale(image.shape, None, fp32.info)
+    tensor, _ = preprocess(image, center, scale, fp32.info)
+    with torch.no_grad():
+        logit = float(model(torch.from_numpy(tensor), with_presence=True)[1])
+        logit_mirror = float(model(torch.from_numpy(tensor[..., ::-1].copy()), with_presence=True)[1])
+    assert fp32.predict(image).presence == pytest.approx(1 / (1 + np.exp(-logit)), abs=1e-4)
+    # Flip test averages the two logits (not the probabilities).
+    assert fp32.predict(image, flip_test=True).presence == pytest.approx(
+        1 / (1 + np.exp(-(logit + logit_mirror) / 2)), abs=1e-4)
+    fp16_meta = PoseModel.load(variant_path(out, "fp16"), providers="cpu").info.variant
+    assert fp16_meta["presence_agreement_with_fp32"]["decision_agreement"] >= 0.98
+    assert "presence_agreement_with_fp32" in PoseModel.load(variant_path(out, "int8"), providers="cpu").info.variant
+
+
+def test_a_model_without_presence_has_no_presence_keys_and_poses_without_presence(trained, tmp_path: Path,
+                                                                                 shared_dir: Path):
+    model, cfg = trained
+    out = tmp_path / "plain.onnx"
+    export_model(model, info_from_config(cfg, {}, name="plain"), out, shared_dir,
+                 ExportOptions(verify_images=4, eval_images=0, progress=False))
+    assert [o.name for o in onnx.load(str(out)).graph.output] == ["heatmaps"]
+    loaded = PoseModel.load(out, providers="cpu")
+    assert not loaded.info.has_presence and loaded.info.presence_threshold is None
+    assert loaded.predict(np.zeros((120, 90, 3), np.uint8)).presence is None

@@ -95,3 +95,26 @@ def test_graph_rewrites_round_trip_and_older_files_without_the_key_load():
     assert info.graph_rewrites == {} and info == make_info()
     with pytest.raises(ValueError, match="graph_rewrites must be a JSON object"):
         from_metadata_props(dict(props, **{"rehab.graph_rewrites": "[1]"}), "m.onnx")
+
+
+def test_presence_keys_round_trip_and_are_absent_without_presence():
+    plain = to_metadata_props(make_info())
+    assert not any("presence" in k for k in plain)  # a model without the output carries no presence keys
+    assert from_metadata_props(plain).has_presence is False
+    assert from_metadata_props(plain).presence_threshold is None
+    info = make_info(presence_output="presence", presence_threshold=0.35)
+    props = to_metadata_props(info)
+    assert props["rehab.presence_output"] == "presence"
+    assert json.loads(props["rehab.presence_threshold"]) == 0.35
+    back = from_metadata_props(props, "x.onnx")
+    assert back == info and back.has_presence and back.presence_threshold == 0.35
+
+
+@pytest.mark.parametrize("changes, match", [
+    ({"presence_output": "presence", "presence_threshold": 1.5}, "probability"),
+    ({"presence_output": "presence", "presence_threshold": 0.0}, "probability"),
+    ({"presence_threshold": 0.5}, "no presence output"),
+])
+def test_presence_threshold_is_validated(changes, match):
+    with pytest.raises(ValueError, match=match):
+        make_info(**changes)

@@ -72,3 +72,24 @@ def test_log_reader_rejects_a_missing_or_empty_log(tmp_path):
         csv.writer(f).writerow(FIELDS)
     with pytest.raises(ValueError, match="no epoch rows"):
         read_log(tmp_path)
+
+
+def test_presence_section_reports_the_held_out_numbers_and_pck_before_after(report):
+    model = PoseModel.load()
+    if not model.info.has_presence:
+        pytest.skip("the shipped model has no presence output")
+    rows = [dict(r, train_heatmap_loss="0.0005", train_presence_loss="0.1", val_pck="", val_loss="")
+            for r in _rows(3)]
+    summary = {"crops": 10, "persons": 6, "auc": 0.9987,
+               "at_threshold": {"recall": 0.995, "specificity": 0.9712, "accuracy": 0.98},
+               "subsets": {"lsp test person crops": {"crops": 6, "person": True, "called_person": 1.0,
+                                                     "median_presence": 0.99}}}
+    presence = {"model": "rehab/models/default.onnx", "threshold": 0.3, "rule": "highest threshold ...",
+                "validation": summary, "test": dict(summary, auc=0.9991)}
+    before = json.loads(json.dumps(report))
+    before["pck"]["mean"] = report["pck"]["mean"] + 0.4
+    card = render(model, _rows(2), rows, report, "cmd", presence=presence, before=before)
+    assert "## Presence output" in card and "`rehab.presence_threshold`" in card
+    assert "| **test** (LSP test, synthetic, cam01) | 10 | 6 | 0.99910 | 99.5% | 97.1% | 98.0% |" in card
+    assert f"-> {report['pck']['mean']:.1f} (-0.4)" in card
+    assert "then `train/configs/default_mnv2_presence.yaml` (3 epochs" in card

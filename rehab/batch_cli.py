@@ -73,7 +73,8 @@ def format_table(batch) -> str:
     for r in batch.results:
         detail = r.message if r.status == "failed" else (r.output_dir + (f"  ({r.message})" if r.message else ""))
         counted = r.status == "done"
-        rows.append((r.name, STATUS_LABELS[r.status], str(r.frames) if counted else "-",
+        status = STATUS_LABELS[r.status] + (f" ({r.truncated})" if r.truncated else "")
+        rows.append((r.name, status, str(r.frames) if counted else "-",
                      str(r.frames_with_pose) if counted else "-", str(r.repetitions) if counted else "-",
                      f"{r.elapsed_s:.1f}" if counted else "-", detail))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]

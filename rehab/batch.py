@@ -414,6 +414,7 @@ class FrameTableWriter:
         self._pending: list[dict[str, Any]] = []
         self._csv = None
         self._parquet = None
+        self._schema = None
         self._sums: dict[str, float] = {}
         self._counts: dict[str, int] = {}
         self.rows_written = 0
@@ -451,9 +452,10 @@ class FrameTableWriter:
         if first:
             self._csv = open(self._part(self.csv_path), "w", encoding="utf-8", newline="")
         chunk.to_csv(self._csv, index=False, header=first, float_format=self._float_format)
-        table = pa.Table.from_pandas(chunk, preserve_index=False,
-                                     schema=None if first else self._parquet.schema_arrow)
+        # Later chunks take the first chunk's column types (a column all NaN so far is still float).
+        table = pa.Table.from_pandas(chunk, preserve_index=False, schema=None if first else self._schema)
         if first:
+            self._schema = table.schema
             self._parquet = pq.ParquetWriter(self._part(self.parquet_path), table.schema)
         self._parquet.write_table(table)
         for name, total in chunk.sum(numeric_only=True).items():

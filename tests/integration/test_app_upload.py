@@ -79,6 +79,8 @@ def test_uploaded_clip_is_analysed_filed_and_offered_for_download(app_env, share
     assert len(pd.read_csv(out / "frames.csv")) == 11
     summary = json.loads((out / "summary.json").read_text())
     assert summary["processing"]["frames"] == 11 and summary["settings"]["anonymize"]["enabled"] is True
+    # The name the therapist uploaded, not the temporary file's, is what the summary records.
+    assert summary["source"]["file_name"] == clip.name
     # Only the batch outputs are kept: the upload itself (faces unblurred) is nowhere in the data folder.
     assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES)
     kept = [p for p in (app_env / "data").rglob("*") if p.is_file()]

@@ -256,7 +256,8 @@ def clean_file_name(name: str) -> str:
     """A file name as given by a user or a browser, safe to show and store as data: its last path component,
     control and path characters replaced, at most MAX_FILE_NAME_CHARS long."""
     last = re.split(r"[/\\]", str(name))[-1]
-    cleaned = " ".join(_UNSAFE_NAME_CHARS.sub("_", last).split())
+    # Tabs and line breaks become spaces; other control characters and path characters "_".
+    cleaned = _UNSAFE_NAME_CHARS.sub("_", " ".join(last.split()))
     if len(cleaned) > MAX_FILE_NAME_CHARS:
         stem, suffix = os.path.splitext(cleaned)
         suffix = suffix if len(suffix) <= MAX_SUFFIX_CHARS else ""

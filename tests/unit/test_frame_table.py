@@ -114,7 +114,8 @@ def test_empty_table_has_its_header_and_abort_leaves_nothing(tmp_path):
     ("Knee session 3.mp4", "Knee session 3.mp4"),
     ("C:\\fakepath\\séance.MOV", "séance.MOV"),
     ("../../etc/passwd", "passwd"),
-    ("bad\x00na\nme|?.mp4", "bad_na_me__.mp4"),
+    ("bad\x00na\nme|?.mp4", "bad_na me__.mp4"),
+    ("Mrs B\tweek 3.mp4", "Mrs B week 3.mp4"),
     ("   ", "video"),
     ("a" * 300 + ".mp4", "a" * (MAX_FILE_NAME_CHARS - 4) + ".mp4"),
 ])

@@ -41,7 +41,13 @@ TARGET_DEFAULTS_DEG = {
 ANGLE_SLIDER_MAX_DEG = 180
 # Whole chart, axes included; the legend sits inside the plot (above the usual angles) to save room.
 CHART_HEIGHT_PX = 260
-CAMERA_CONSTRAINTS = {"video": {"width": {"ideal": 640}, "height": {"ideal": 480}, "frameRate": {"ideal": 30}},
+# The camera is asked for at most the recording's rate. aiortc queues every decoded camera frame (its remote
+# track's queue is unbounded) until the server has encoded a frame back to the browser; at 30 fps on two busy
+# cores the server fell behind by ~2.4 frames a second and its memory grew ~1.5 MB/s (benchmarks/README.md,
+# "Long sessions"). Only the newest frame is processed anyway, and recordings are written at RECORD_FPS.
+CAMERA_MAX_FPS = 15
+CAMERA_CONSTRAINTS = {"video": {"width": {"ideal": 640}, "height": {"ideal": 480},
+                                "frameRate": {"ideal": CAMERA_MAX_FPS, "max": CAMERA_MAX_FPS}},
                       "audio": False}
 # The component's own messages for camera problems, shown where the video would be.
 CAMERA_MESSAGES = {

@@ -239,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         # The browser and the server meet on a veth pair in a private network namespace (WebRTC skips
         # loopback), so the session itself runs in a child inside `unshare -n`.
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-        return subprocess.run(["unshare", "-n", sys.executable, *sys.argv, "--inside"], cwd=REPO, env=env).returncode
+        return subprocess.run(["unshare", "-n", sys.executable, *sys.argv, "--inside"], cwd=REPO, env=env,
+                              check=False).returncode
     conditions = machine()  # load average at the start
     result = run_batch_soak(args) if args.what == "batch" else run_live_soak(args)
     result["machine"] = conditions

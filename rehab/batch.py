@@ -451,7 +451,8 @@ class FrameTableWriter:
         self._pending = []
         first = self._csv is None
         if first:
-            self._csv = open(self._part(self.csv_path), "w", encoding="utf-8", newline="")
+            # Held open across chunks (closed by close() or abort()), like the Parquet writer.
+            self._csv = open(self._part(self.csv_path), "w", encoding="utf-8", newline="")  # noqa: SIM115
         chunk.to_csv(self._csv, index=False, header=first, float_format=self._float_format)
         # Later chunks take the first chunk's column types (a column all NaN so far is still float).
         table = pa.Table.from_pandas(chunk, preserve_index=False, schema=None if first else self._schema)

@@ -13,7 +13,7 @@ from rehab.cli import app
 runner = CliRunner()
 COMMANDS = ("app", "evaluate", "process", "exercises")
 # Typer's own type labels, e.g. <bool>, <path>, <list[Path]>, <int range>.
-TYPE_LABEL = re.compile(r"<(bool|path|str|int|float|list)[^>]*>", re.I)
+TYPE_LABEL = re.compile(r"<(bool|path|str|int|float|list)[^>]*>", re.IGNORECASE)
 
 
 def _help(*args: str) -> str:
@@ -28,7 +28,7 @@ def test_top_level_help_names_the_extra_that_train_and_export_need():
         [line] = [row for row in text.splitlines() if row.strip().startswith(command + " ")]
         assert "(needs the [train] extra)" in line, line
     for command in COMMANDS:
-        assert re.search(rf"^\s+{command}\s+\S", text, re.M), f"{command} is listed with its help"
+        assert re.search(rf"^\s+{command}\s+\S", text, re.MULTILINE), f"{command} is listed with its help"
 
 
 @pytest.mark.parametrize("command", [(), *((c,) for c in COMMANDS)])

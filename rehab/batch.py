@@ -91,6 +91,12 @@ SNAPSHOT_JPEG_QUALITY = 80
 MIN_SIDE_PX = 32
 HASH_BLOCK_BYTES = 1 << 20
 CSV_FLOAT_FORMAT = "%.4f"
+# Frame rows go to frames.csv / frames.parquet this many at a time: the table's memory is one chunk, however
+# long the video (a row is a dict of ~80 values, ~7 KB with 16 joints: an hour at 30 fps held whole was ~0.8 GB).
+FRAME_CHUNK_ROWS = 512
+# Longest file name kept as data (most file systems' limit), and the longest suffix kept when shortening it.
+MAX_FILE_NAME_CHARS = 255
+MAX_SUFFIX_CHARS = 16
 _UNSAFE_NAME_CHARS = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
 
 
@@ -170,6 +176,7 @@ class VideoResult:
     repetitions: int = 0
     elapsed_s: float = 0.0
     message: str = ""  # why it failed, or a note (e.g. why it was redone)
+    truncated: str = ""  # "truncated: 28 of 100 frames" when only the readable part was processed
 
     @property
     def ok(self) -> bool:
@@ -243,6 +250,19 @@ def discover_videos(paths: Iterable[str | os.PathLike[str]], exclude: Iterable[s
         else:
             add(path, Path(path.name))
     return _name_outputs(found)
+
+
+def clean_file_name(name: str) -> str:
+    """A file name as given by a user or a browser, safe to show and store as data: its last path component,
+    control and path characters replaced, at most MAX_FILE_NAME_CHARS long."""
+    last = re.split(r"[/\\]", str(name))[-1]
+    # Tabs and line breaks become spaces; other control characters and path characters "_".
+    cleaned = _UNSAFE_NAME_CHARS.sub("_", " ".join(last.split()))
+    if len(cleaned) > MAX_FILE_NAME_CHARS:
+        stem, suffix = os.path.splitext(cleaned)
+        suffix = suffix if len(suffix) <= MAX_SUFFIX_CHARS else ""
+        cleaned = stem[:MAX_FILE_NAME_CHARS - len(suffix)] + suffix
+    return cleaned or "video"
 
 
 def _safe_name(relative: Path) -> str:
@@ -376,6 +396,119 @@ def frame_row(result, source_frame: int) -> dict[str, Any]:
     return row
 
 
+class FrameTableWriter:
+    """The frames table, streamed: rows are appended to a CSV and a Parquet file ``chunk_rows`` at a time.
+
+    Both files are written under a ``.part`` name and renamed at :meth:`close`, so no reader sees half a
+    table. ``columns(first_row)`` fixes the columns from the first row (``columns(None)``: those of a table
+    with no rows). Column sums and counts are kept per chunk, so means (:meth:`mean`) need no second pass;
+    :meth:`read_columns` reads a few columns back from the Parquet file once it is closed.
+    """
+
+    def __init__(self, csv_path: Path, parquet_path: Path,
+                 columns: Callable[[Mapping[str, Any] | None], Sequence[str]] = lambda row: list(row or ()),
+                 float_format: str | None = CSV_FLOAT_FORMAT, chunk_rows: int = FRAME_CHUNK_ROWS) -> None:
+        if chunk_rows < 1:
+            raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+        self.csv_path, self.parquet_path = Path(csv_path), Path(parquet_path)
+        self._columns_of = columns
+        self.columns: list[str] | None = None
+        self._float_format = float_format
+        self._chunk_rows = chunk_rows
+        self._pending: list[dict[str, Any]] = []
+        self._csv = None
+        self._parquet = None
+        self._schema = None
+        self._sums: dict[str, float] = {}
+        self._counts: dict[str, int] = {}
+        self.rows_written = 0
+        self.closed = False
+
+    def _part(self, path: Path) -> Path:
+        return path.with_name(path.name + ".part")
+
+    @property
+    def rows(self) -> int:
+        """Rows added so far (written or waiting in the current chunk)."""
+        return self.rows_written + len(self._pending)
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        if self.closed:
+            raise ValueError(f"{self.csv_path} is closed: no more rows can be added")
+        if self.columns is None:
+            self.columns = list(self._columns_of(row))
+        self._pending.append(dict(row))
+        if len(self._pending) >= self._chunk_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self.columns is None:
+            self.columns = list(self._columns_of(None))
+        if not self._pending and self._csv is not None:
+            return
+        chunk = pd.DataFrame(self._pending, columns=self.columns)
+        self._pending = []
+        first = self._csv is None
+        if first:
+            # Held open across chunks (closed by close() or abort()), like the Parquet writer.
+            self._csv = open(self._part(self.csv_path), "w", encoding="utf-8", newline="")  # noqa: SIM115
+        chunk.to_csv(self._csv, index=False, header=first, float_format=self._float_format)
+        # Later chunks take the first chunk's column types (a column all NaN so far is still float).
+        table = pa.Table.from_pandas(chunk, preserve_index=False, schema=None if first else self._schema)
+        if first:
+            self._schema = table.schema
+            self._parquet = pq.ParquetWriter(self._part(self.parquet_path), table.schema)
+        self._parquet.write_table(table)
+        for name, total in chunk.sum(numeric_only=True).items():
+            self._sums[name] = self._sums.get(name, 0.0) + float(total)
+        for name, count in chunk.count().items():
+            self._counts[name] = self._counts.get(name, 0) + int(count)
+        self.rows_written += len(chunk)
+
+    def mean(self, column: str) -> float:
+        """Mean of a numeric or boolean column over the rows written (NaN left out; NaN when none)."""
+        count = self._counts.get(column, 0)
+        return self._sums.get(column, math.nan) / count if count else math.nan
+
+    def sum(self, column: str) -> float:
+        return self._sums.get(column, 0.0)
+
+    def close(self) -> None:
+        """Write the last chunk and put both files in place (an empty table still gets its header)."""
+        if self.closed:
+            return
+        self._flush()
+        self._csv.close()
+        self._parquet.close()
+        self._part(self.csv_path).replace(self.csv_path)
+        self._part(self.parquet_path).replace(self.parquet_path)
+        self.closed = True
+
+    def abort(self) -> None:
+        """Close and delete the partial files (the video failed or was stopped)."""
+        self._pending = []
+        for handle in (self._csv, self._parquet):
+            if handle is not None:
+                with contextlib.suppress(Exception):
+                    handle.close()
+        for path in (self.csv_path, self.parquet_path):
+            with contextlib.suppress(OSError):
+                self._part(path).unlink()
+        self.closed = True
+
+    def read_columns(self, columns: Sequence[str]) -> "pd.DataFrame":
+        """These columns of the finished table, read back from its Parquet file."""
+        import pandas as pd
+
+        if not self.closed:
+            raise ValueError(f"{self.parquet_path} is still being written")
+        return pd.read_parquet(self.parquet_path, columns=list(columns))
+
+
 def angle_statistics(values_deg: np.ndarray) -> dict[str, Any]:
     """Summary statistics of one angle over the frames where it was measured (NaN = not measured)."""
     v = np.asarray(values_deg, dtype=np.float64)
@@ -401,8 +534,14 @@ def model_record(model: "PoseModel", model_sha256: str) -> dict[str, Any]:
             "exported_at": info.exported_at, "code_version": info.code_version, "providers": list(model.providers)}
 
 
+def truncation_note(decoded_frames: int, header_frames: int) -> str:
+    """What the table, summary and report say about a truncated file processed with allow_truncated."""
+    return f"truncated: {decoded_frames} of {header_frames} frames"
+
+
 @dataclass
 class _Analysis:
+    # Time and angle columns only (what the report plots); the whole table is in the staging folder.
     frames: "pd.DataFrame"
     summary: dict[str, Any]
     snapshot_jpeg: bytes | None
@@ -411,16 +550,18 @@ class _Analysis:
 def _analyse(source: Path, staging: Path, model: "PoseModel", options: BatchOptions, threads: int,
              progress: ProgressCallback | None, should_stop: Callable[[], bool] | None,
              prefetch_frames: int | None = None) -> _Analysis:
-    """Run the pipeline over ``source``: annotated video into ``staging``, rows, summary and a snapshot.
+    """Run the pipeline over ``source``: annotated video and frames table into ``staging``, summary, snapshot.
 
-    Frames are decoded on a reader thread ``prefetch_frames`` ahead (None: the default; 0: in this loop)."""
+    Frames are decoded on a reader thread ``prefetch_frames`` ahead (None: the default; 0: in this loop).
+    Rows are streamed to the table files (FrameTableWriter), so memory does not grow with the video's length."""
     import cv2
-    import pandas as pd
 
     from rehab.core.angles import ANGLES
     from rehab.pipeline import STAGES, Pipeline
     from rehab.runtime.video import (
         DEFAULT_PREFETCH_FRAMES,
+        TRUNCATION_SLACK_FRACTION,
+        TRUNCATION_SLACK_FRAMES,
         VideoReader,
         VideoWriter,
         prefetch,
@@ -429,46 +570,66 @@ def _analyse(source: Path, staging: Path, model: "PoseModel", options: BatchOpti
 
     t_start = time.perf_counter()
     pipeline = Pipeline(model, options.settings, options.exercise)
-    rows: list[dict[str, Any]] = []
+    joint_names = list(model.info.joint_names)
+
+    def columns(first_row: Mapping[str, Any] | None) -> list[str]:
+        return frame_columns(joint_names, [a.name for a in ANGLES if first_row and f"{a.name}_deg" in first_row])
+
+    table = FrameTableWriter(staging / FRAMES_CSV, staging / FRAMES_PARQUET, columns)
     stage_ms: Counter[str] = Counter()
+    decoded = 0
+    stopped_early = False
     snapshot = None
     last_frame = None
     size: tuple[int, int] | None = None
-    with VideoReader(source, allow_truncated=options.allow_truncated) as reader:
-        info = reader.info
-        expected = expected_frames(info.frame_count, info.fps, options)
-        snapshot_at = expected // 2
-        if progress is not None:
-            progress(0, expected)
-        depth = DEFAULT_PREFETCH_FRAMES if prefetch_frames is None else prefetch_frames
-        # The reader thread is stopped (closing) before the writer and the reader close.
-        with VideoWriter(staging / VIDEO_FILE, fps=info.fps / options.stride, threads=threads) as writer, \
-                contextlib.closing(prefetch(reader, depth) if depth > 0 else iter(reader)) as decoded:
-            for i, (frame, t_s) in enumerate(decoded):
-                if options.max_seconds is not None and t_s >= options.max_seconds:
-                    break
-                if i % options.stride:
-                    continue
-                if options.max_side_px is not None and max(frame.shape[:2]) > options.max_side_px:
-                    frame = resize_to_fit(frame, options.max_side_px)
-                result = pipeline.process(frame, t_s)
-                writer.write(result.frame_bgr)
-                rows.append(frame_row(result, source_frame=i))
-                stage_ms.update(result.timings_ms)
-                size = (result.frame_bgr.shape[1], result.frame_bgr.shape[0])
-                last_frame = result.frame_bgr
-                if result.frame_index == snapshot_at:
-                    snapshot = last_frame
-                n = len(rows)
-                if progress is not None and n % PROGRESS_EVERY_FRAMES == 0:
-                    progress(n, expected)
-                if should_stop is not None and n % STOP_CHECK_EVERY_FRAMES == 0 and should_stop():
-                    raise Cancelled(f"processing of {source} was stopped after {n} frames")
+    try:
+        with VideoReader(source, allow_truncated=options.allow_truncated) as reader:
+            info = reader.info
+            expected = expected_frames(info.frame_count, info.fps, options)
+            snapshot_at = expected // 2
+            if progress is not None:
+                progress(0, expected)
+            depth = DEFAULT_PREFETCH_FRAMES if prefetch_frames is None else prefetch_frames
+            # The reader thread is stopped (closing) before the writer and the reader close.
+            with VideoWriter(staging / VIDEO_FILE, fps=info.fps / options.stride, threads=threads) as writer, \
+                    contextlib.closing(prefetch(reader, depth) if depth > 0 else iter(reader)) as frames_in:
+                for i, (frame, t_s) in enumerate(frames_in):
+                    if options.max_seconds is not None and t_s >= options.max_seconds:
+                        stopped_early = True
+                        break
+                    decoded = i + 1
+                    if i % options.stride:
+                        continue
+                    if options.max_side_px is not None and max(frame.shape[:2]) > options.max_side_px:
+                        frame = resize_to_fit(frame, options.max_side_px)
+                    result = pipeline.process(frame, t_s)
+                    writer.write(result.frame_bgr)
+                    table.add(frame_row(result, source_frame=i))
+                    stage_ms.update(result.timings_ms)
+                    size = (result.frame_bgr.shape[1], result.frame_bgr.shape[0])
+                    last_frame = result.frame_bgr
+                    if result.frame_index == snapshot_at:
+                        snapshot = last_frame
+                    n = table.rows
+                    if progress is not None and n % PROGRESS_EVERY_FRAMES == 0:
+                        progress(n, expected)
+                    if should_stop is not None and n % STOP_CHECK_EVERY_FRAMES == 0 and should_stop():
+                        raise Cancelled(f"processing of {source} was stopped after {n} frames")
+        table.close()
+    except BaseException:
+        table.abort()
+        raise
     if progress is not None:
-        progress(len(rows), len(rows))
+        progress(table.rows, table.rows)
+    truncated = None
+    promised = info.frame_count
+    if (not stopped_early and options.allow_truncated and promised
+            and decoded < promised - max(TRUNCATION_SLACK_FRAMES, TRUNCATION_SLACK_FRACTION * promised)):
+        truncated = {"decoded_frames": decoded, "header_frames": promised,
+                     "message": truncation_note(decoded, promised)}
 
-    angle_names = [a.name for a in ANGLES if rows and f"{a.name}_deg" in rows[0]]
-    frames = pd.DataFrame(rows, columns=frame_columns(model.info.joint_names, angle_names))
+    angle_names = [c[:-len("_deg")] for c in table.columns if c.endswith("_deg")]
+    frames = table.read_columns(["time_s", *(f"{a}_deg" for a in angle_names)])
     snapshot = snapshot if snapshot is not None else last_frame
     snapshot_jpeg = None
     if snapshot is not None:
@@ -478,8 +639,8 @@ def _analyse(source: Path, staging: Path, model: "PoseModel", options: BatchOpti
 
     reps = pipeline.reps
     session = pipeline.summary()
-    n = len(frames)
-    with_pose = int(frames["person_found"].sum()) if n else 0
+    n = table.rows_written
+    with_pose = int(table.sum("person_found"))
     times = frames["time_s"].to_numpy() if n else np.zeros(0)
     frame_period_s = options.stride / info.fps if info.fps > 0 else 0.0
     elapsed = time.perf_counter() - t_start
@@ -487,7 +648,9 @@ def _analyse(source: Path, staging: Path, model: "PoseModel", options: BatchOpti
         "schema": SUMMARY_SCHEMA,
         "source": {"file": str(source), "file_name": source.name, "size_bytes": source.stat().st_size,
                    "width": info.width, "height": info.height, "fps": info.fps, "codec": info.codec,
-                   "rotation_deg": info.rotation_deg, "frame_count": info.frame_count, "duration_s": info.duration_s},
+                   "rotation_deg": info.rotation_deg, "frame_count": info.frame_count, "duration_s": info.duration_s,
+                   "decoded_frames": decoded},
+        "truncated": truncated,
         "processing": {
             "frames": n, "frames_with_pose": with_pose, "pose_fraction": with_pose / n if n else math.nan,
             "first_time_s": float(times[0]) if n else math.nan,
@@ -502,9 +665,8 @@ def _analyse(source: Path, staging: Path, model: "PoseModel", options: BatchOpti
         "session": session.to_dict() if session is not None else None,
         "angles": {a: angle_statistics(frames[f"{a}_deg"].to_numpy(dtype=np.float64)) for a in angle_names},
         "joints": {
-            j: {"reliable_fraction": float(frames[f"{j}_reliable"].mean()) if n else math.nan,
-                "mean_score": float(frames[f"{j}_score"].mean()) if n else math.nan}
-            for j in model.info.joint_names},
+            j: {"reliable_fraction": table.mean(f"{j}_reliable"), "mean_score": table.mean(f"{j}_score")}
+            for j in joint_names},
         "settings": options.settings.to_dict(),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "rehab_version": __version__,
@@ -563,13 +725,16 @@ def staging_dir(output_dir: Path) -> Path:
 def process_video(source: str | os.PathLike[str], output_dir: str | os.PathLike[str], model: "PoseModel",
                   options: BatchOptions | None = None, progress: ProgressCallback | None = None, *,
                   model_sha256: str | None = None, source_sha256: str | None = None, threads: int | None = None,
-                  should_stop: Callable[[], bool] | None = None, prefetch_frames: int | None = None) -> VideoResult:
+                  should_stop: Callable[[], bool] | None = None, prefetch_frames: int | None = None,
+                  source_name: str | None = None) -> VideoResult:
     """Process one video into ``output_dir`` (created complete, or not at all). Raises on failure:
     VideoError for unreadable video, OutputFolderError / OSError when the outputs cannot be written, Cancelled
     when ``should_stop()`` returns True (asked every few frames). ``progress(done, expected)`` is called every
     few frames; the checksums are computed here unless given; ``threads`` is for the video encoder. Frames are
     decoded on a reader thread up to ``prefetch_frames`` ahead of the pipeline (None: rehab.runtime.video's
-    DEFAULT_PREFETCH_FRAMES; 0: decoded in the loop); the outputs are the same either way."""
+    DEFAULT_PREFETCH_FRAMES; 0: decoded in the loop); the outputs are the same either way. ``source_name`` is
+    the file's name as the user knows it, recorded in summary.json (e.g. an upload kept in a temporary file
+    under another name); it is data, never part of a path."""
     from rehab.report import write_html, write_pdf
 
     options = options or BatchOptions()
@@ -590,9 +755,9 @@ def process_video(source: str | os.PathLike[str], output_dir: str | os.PathLike[
         summary["source"]["sha256"] = source_sha256
         summary["model"] = model_record(model, model_sha256)
         summary["options"] = options.fingerprint()
+        if source_name is not None:
+            summary["source"]["file_name"] = clean_file_name(source_name)
         frames = analysis.frames
-        frames.to_csv(staging / FRAMES_CSV, index=False, float_format=CSV_FLOAT_FORMAT)
-        frames.to_parquet(staging / FRAMES_PARQUET, index=False)
         _write_json(summary, staging / SUMMARY_JSON)
         summary = json.loads((staging / SUMMARY_JSON).read_text(encoding="utf-8"))
         write_html(staging / REPORT_HTML, summary, frames, snapshot_jpeg=analysis.snapshot_jpeg, video_file=VIDEO_FILE)
@@ -616,9 +781,11 @@ def process_video(source: str | os.PathLike[str], output_dir: str | os.PathLike[
         with contextlib.suppress(OSError):
             staging.parent.rmdir()  # only when no other video is being staged there
     processing = summary["processing"]
+    truncated = summary.get("truncated") or {}
     result = VideoResult(source=str(source), name=output_dir.name, status="done", output_dir=str(output_dir),
                          frames=processing["frames"], frames_with_pose=processing["frames_with_pose"],
-                         repetitions=len(summary["repetitions"]), elapsed_s=time.perf_counter() - t0)
+                         repetitions=len(summary["repetitions"]), elapsed_s=time.perf_counter() - t0,
+                         truncated=truncated.get("message", ""))
     logger.debug("%s -> %s: %d frames (%d with a pose), %d repetitions in %.1f s", source, output_dir,
                 result.frames, result.frames_with_pose, result.repetitions, result.elapsed_s)
     return result
@@ -761,9 +928,10 @@ def _log_result(result: VideoResult) -> None:
     elif result.status == "skipped":
         logger.info("skipped %s: complete outputs in %s", result.source, result.output_dir)
     else:
+        notes = "; ".join(filter(None, (result.truncated, result.message)))
         logger.info("done %s -> %s: %d frames (%d with a pose), %d repetitions in %.1f s%s", result.source,
                     result.output_dir, result.frames, result.frames_with_pose, result.repetitions, result.elapsed_s,
-                    f" ({result.message})" if result.message else "")
+                    f" ({notes})" if notes else "")
 
 
 class _OutputLock:
@@ -836,9 +1004,29 @@ def _plan(inputs: Sequence[VideoInput], out_dir: Path, options: BatchOptions, mo
     return jobs, settled
 
 
+def usable_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask: a container or taskset may allow fewer than the
+    machine has)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # macOS and Windows have no affinity call
+        return max(1, os.cpu_count() or 1)
+
+
+def capped_workers(workers: int) -> int:
+    """``workers``, or the usable core count when more were asked for (logged): each worker process holds
+    its own model and buffers (~0.4 GB), and more processes than cores only compete for them."""
+    cores = usable_cpus()
+    if workers > cores:
+        logger.warning("%d workers asked for, but only %d CPU cores are usable here: using %d workers",
+                       workers, cores, cores)
+        return cores
+    return workers
+
+
 def worker_threads(workers: int) -> int:
-    """Intra-op threads per worker: the cores shared out, at least one each."""
-    return max(1, (os.cpu_count() or 1) // workers)
+    """Intra-op threads per worker: the usable cores shared out, at least one each."""
+    return max(1, usable_cpus() // workers)
 
 
 def run_batch(paths: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
@@ -852,6 +1040,7 @@ def run_batch(paths: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLik
     from rehab.runtime.model import DEFAULT_MODEL_PATH, PoseModel
 
     options = options or BatchOptions()
+    options = replace(options, workers=capped_workers(options.workers))
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
     inputs = discover_videos(paths, exclude=[out_dir])

@@ -5,7 +5,8 @@ Plain functions with Typer annotations, mounted on the one CLI in rehab/cli.py:
     app.command("process")(batch_cli.process_command)
     app.command("exercises")(batch_cli.exercises_command)
 
-Heavy imports (pipeline, ONNX Runtime, OpenCV) happen inside the commands, so `rehab train` stays light.
+Heavy imports (pipeline, ONNX Runtime, OpenCV) happen inside the commands, so `rehab train` stays light; the
+exercise table (pure data) is imported here, for --exercise's help.
 Exit codes: 0 every video done or already complete, 1 some videos failed (the table says which and why),
 2 nothing could run (bad option, no videos, output folder not writable, model missing).
 """
@@ -18,6 +19,8 @@ from typing import Annotated
 
 import typer
 
+from rehab.analysis.exercises import EXERCISES
+
 logger = logging.getLogger(__name__)
 
 EXIT_SOME_FAILED = 1
@@ -27,20 +30,24 @@ STATUS_LABELS = {"done": "done", "skipped": "skipped (complete)", "failed": "FAI
 
 def process_command(
     paths: Annotated[list[Path], typer.Argument(help="Video files and/or folders (searched recursively).",
-                                                show_default=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: one sub-folder per video.")],
+                                                metavar="PATH", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Output folder: one sub-folder per video.")],
     exercise: Annotated[str | None, typer.Option(
-        "--exercise", "-e", help="Count repetitions of this exercise (snake_case; see `rehab exercises`).")] = None,
-    workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Videos processed in parallel.")] = 1,
+        "--exercise", "-e", metavar="NAME",
+        help=f"Count repetitions of this exercise: {', '.join(EXERCISES)} (`rehab exercises` describes them).")] = None,
+    workers: Annotated[int, typer.Option(
+        "--workers", "-w", min=1, metavar="N",
+        help="Videos processed in parallel (at most the usable CPU cores).")] = 1,
     model: Annotated[Path | None, typer.Option(
-        "--model", "-m", help="ONNX pose model (default: the embedded default model).")] = None,
+        "--model", "-m", metavar="FILE", help="ONNX pose model (default: the embedded default model).")] = None,
     settings: Annotated[Path | None, typer.Option(
-        "--settings", help="YAML file of runtime settings (smoothing, scores, roi, anonymize, draw).")] = None,
+        "--settings", metavar="FILE",
+        help="YAML file of runtime settings (smoothing, scores, roi, anonymize, draw).")] = None,
     max_seconds: Annotated[float | None, typer.Option(
-        "--max-seconds", help="Process only the first N seconds of each video.")] = None,
-    stride: Annotated[int, typer.Option("--stride", min=1, help="Process every N-th frame.")] = 1,
+        "--max-seconds", metavar="SECONDS", help="Process only the first SECONDS of each video.")] = None,
+    stride: Annotated[int, typer.Option("--stride", min=1, metavar="N", help="Process every N-th frame.")] = 1,
     max_side: Annotated[int | None, typer.Option(
-        "--max-side", help="Downscale frames whose longer side exceeds this many pixels.")] = None,
+        "--max-side", metavar="PIXELS", help="Downscale frames whose longer side exceeds PIXELS.")] = None,
     pdf: Annotated[bool, typer.Option("--pdf/--no-pdf", help="Also write report.pdf.")] = True,
     force: Annotated[bool, typer.Option("--force", help="Redo videos whose outputs are already complete.")] = False,
     allow_truncated: Annotated[bool, typer.Option(
@@ -73,7 +80,8 @@ def format_table(batch) -> str:
     for r in batch.results:
         detail = r.message if r.status == "failed" else (r.output_dir + (f"  ({r.message})" if r.message else ""))
         counted = r.status == "done"
-        rows.append((r.name, STATUS_LABELS[r.status], str(r.frames) if counted else "-",
+        status = STATUS_LABELS[r.status] + (f" ({r.truncated})" if r.truncated else "")
+        rows.append((r.name, status, str(r.frames) if counted else "-",
                      str(r.frames_with_pose) if counted else "-", str(r.repetitions) if counted else "-",
                      f"{r.elapsed_s:.1f}" if counted else "-", detail))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
@@ -86,14 +94,15 @@ def format_table(batch) -> str:
 
 
 def exercises_command() -> None:
-    """List the exercises that repetitions can be counted for, with their angles and thresholds."""
-    from rehab.analysis.exercises import EXERCISES
+    """List the exercises that repetitions can be counted for: what the patient does, the angles measured
+    and when a repetition counts."""
+    from rehab.analysis.exercises import describe_repetition
+    from rehab.core.angles import get_angle
 
     for ex in EXERCISES.values():
         counted = "both sides together" if ex.bilateral else "each side on its own"
         typer.echo(f"{ex.name}: {ex.title}")
-        typer.echo(f"    angles: {', '.join(ex.angles)} ({counted})")
-        typer.echo(f"    a repetition goes past {ex.enter_deg:g} deg and back within {ex.exit_deg:g} deg, "
-                   f"taking at least {ex.min_duration_s:g} s")
         if ex.description:
             typer.echo(f"    {ex.description}")
+        typer.echo(f"    angles: {', '.join(ex.angles)} ({counted}; {get_angle(ex.angles[0]).description})")
+        typer.echo(f"    counted: {describe_repetition(ex)}")

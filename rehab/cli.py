@@ -12,10 +12,33 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.core import TyperArgument, TyperCommand
 
 from rehab import batch_cli
 
-app = typer.Typer(help="Rehabilitation pose monitor.", no_args_is_help=True, add_completion=False)
+# Plain help (Click's layout): Rich markup would read "[train]" in a help text as a style tag and drop it.
+app = typer.Typer(help="Rehabilitation pose monitor.", no_args_is_help=True, add_completion=False,
+                  rich_markup_mode=None)
+
+
+class Command(TyperCommand):
+    """A command whose help shows what each parameter takes by its metavar (DIR, NAME, N, PATH) only.
+
+    Typer labels every parameter with its Python type (``<bool>``, ``<path>``, ``<list[Path]>``); options
+    show their metavar instead when they have one, flags none, but arguments always get the label, so it
+    is turned off here for arguments that name what they take.
+    """
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if isinstance(param, TyperArgument) and param.metavar:
+                param.display_type_rich = _no_type_label
+        return params
+
+
+def _no_type_label(ctx) -> None:
+    return None
 
 _FORWARD = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
@@ -36,28 +59,33 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
 
-@app.command(context_settings=_FORWARD, add_help_option=False)
+# Short helps fit the command list of an 80-column terminal, where Click would cut the docstrings short.
+@app.command(context_settings=_FORWARD, add_help_option=False,
+             short_help="Train and evaluate pose networks (needs the [train] extra).")
 def train(ctx: typer.Context) -> None:
     """Train, fine-tune, evaluate and plot pose networks (needs the [train] extra). See `rehab train --help`."""
     _forward("train.cli", "rehab train", list(ctx.args))
 
 
-@app.command(context_settings=_FORWARD, add_help_option=False)
+@app.command(context_settings=_FORWARD, add_help_option=False,
+             short_help="Export a checkpoint to ONNX (needs the [train] extra).")
 def export(ctx: typer.Context) -> None:
     """Export a checkpoint to a self-describing ONNX model (needs the [train] extra). See `rehab export --help`."""
     _forward("export.cli", "rehab export", list(ctx.args))
 
 
-@app.command("app")
+@app.command("app", cls=Command, short_help="The therapist's dashboard: live sessions, videos, history.")
 def app_command(
-    port: int = typer.Option(8501, help="Port to listen on."),
-    host: str = typer.Option("127.0.0.1", help="Address to listen on; beyond localhost an account and TLS are "
-                                                "required."),
-    model: Optional[Path] = typer.Option(None, help="ONNX pose model (default: the embedded default model)."),
-    data_dir: Optional[Path] = typer.Option(None, help="Folder of the session history and recordings (default: "
-                                                       "the per-user data folder; or REHAB_APP_DATA_DIR)."),
-    certfile: Optional[Path] = typer.Option(None, help="TLS certificate chain (PEM): serve HTTPS."),
-    keyfile: Optional[Path] = typer.Option(None, help="TLS private key (PEM) of --certfile."),
+    port: int = typer.Option(8501, metavar="PORT", help="Port to listen on."),
+    host: str = typer.Option("127.0.0.1", metavar="ADDRESS",
+                             help="Address to listen on; beyond localhost an account and TLS are required."),
+    model: Optional[Path] = typer.Option(None, metavar="FILE",
+                                         help="ONNX pose model (default: the embedded default model)."),
+    data_dir: Optional[Path] = typer.Option(None, metavar="DIR", help="Folder of the session history and recordings "
+                                                                      "(default: the per-user data folder; or "
+                                                                      "REHAB_APP_DATA_DIR)."),
+    certfile: Optional[Path] = typer.Option(None, metavar="FILE", help="TLS certificate chain (PEM): serve HTTPS."),
+    keyfile: Optional[Path] = typer.Option(None, metavar="FILE", help="TLS private key (PEM) of --certfile."),
     insecure_http: bool = typer.Option(False, "--insecure-http",
                                        help="Allow plain HTTP beyond localhost (only behind a TLS reverse proxy)."),
 ) -> None:
@@ -149,16 +177,17 @@ def users_list(users_file: Optional[Path] = _USERS_FILE_OPTION) -> None:
         typer.echo(f"{account}\tadded {entry.get('created_at', '?')}")
 
 
-@app.command()
+@app.command(cls=Command, short_help="PCK and joint-angle errors of a model on an annotated dataset.")
 def evaluate(
-    dataset: str = typer.Option("lsp", help="Annotation layout: lsp (images/ + joints.mat)."),
-    root: Path = typer.Option(..., help="Dataset folder, e.g. ../shared/data/lsp."),
-    split: str = typer.Option("test", help="train (im0001-im1000), test (im1001-im2000) or all."),
-    model: Optional[Path] = typer.Option(None, help="ONNX pose model (default: the embedded default model)."),
-    limit: Optional[int] = typer.Option(None, min=1, help="Evaluate only the first N images of the split."),
+    dataset: str = typer.Option("lsp", metavar="NAME", help="Annotation layout: lsp (images/ + joints.mat)."),
+    root: Path = typer.Option(..., metavar="DIR", help="Dataset folder, e.g. ../shared/data/lsp."),
+    split: str = typer.Option("test", metavar="SPLIT", help="train (im0001-im1000), test (im1001-im2000) or all."),
+    model: Optional[Path] = typer.Option(None, metavar="FILE",
+                                         help="ONNX pose model (default: the embedded default model)."),
+    limit: Optional[int] = typer.Option(None, min=1, metavar="N", help="Evaluate only the first N images of the split."),
     flip_test: Optional[bool] = typer.Option(None, "--flip/--no-flip", help="Flip test (default: the model's)."),
-    threads: Optional[int] = typer.Option(None, min=1, help="ONNX Runtime intra-op threads."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report as JSON here."),
+    threads: Optional[int] = typer.Option(None, min=1, metavar="N", help="ONNX Runtime intra-op threads."),
+    json_out: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="Write the full report as JSON here."),
 ) -> None:
     """PCK@0.2 (12 limb joints), PCKh@0.5 and joint-angle errors of a model on an annotated dataset."""
     from rehab.datasets import read_lsp
@@ -180,8 +209,10 @@ def evaluate(
         write_json(rep, json_out)
 
 
-app.command("process")(batch_cli.process_command)
-app.command("exercises")(batch_cli.exercises_command)
+app.command("process", cls=Command,
+            short_help="Process recorded sessions: annotated video, tables, report.")(batch_cli.process_command)
+app.command("exercises", cls=Command,
+            short_help="The exercises repetitions are counted for, in words.")(batch_cli.exercises_command)
 
 
 def main() -> None:

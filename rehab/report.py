@@ -173,6 +173,10 @@ def _key_numbers(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     numbers.append(("Time analysed", _fmt(proc.get("duration_s"), "{:.1f} s")))
     frames, with_pose = proc.get("frames", 0), proc.get("frames_with_pose", 0)
     numbers.append(("Frames with a pose", f"{with_pose} of {frames} ({_fmt(proc.get('pose_fraction'), '{:.0%}')})"))
+    truncated = summary.get("truncated")
+    if truncated:
+        # Processed with --allow-truncated: the numbers cover only the part of the file that could be read.
+        numbers.append(("Video file cut short", str(truncated.get("message", "truncated"))))
     return numbers
 
 

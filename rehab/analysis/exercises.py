@@ -135,6 +135,44 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in (
 )}
 
 
+@dataclass(frozen=True)
+class _Movement:
+    """How a therapist says an angle moves: "the knee" is "bent"; a repetition "bends" and "straightens" it."""
+
+    one: str
+    both: str
+    high_adjective: str
+    high_verb: str
+    low_verb: str
+
+
+# Keyed by the angle's name without its side. High angles are the bent / raised end (rehab.core.angles).
+_MOVEMENTS = {
+    "knee_flexion": _Movement("the knee", "the knees", "bent", "bends", "straightens"),
+    "hip_flexion": _Movement("the hip", "the hips", "bent", "bends", "straightens"),
+    "elbow_flexion": _Movement("the elbow", "the elbows", "bent", "bends", "straightens"),
+    "shoulder_abduction": _Movement("the arm", "the arms", "raised", "raises", "lowers"),
+}
+
+
+def describe_repetition(exercise: Exercise) -> str:
+    """What the patient does for one repetition to count, in words, with the exercise's thresholds: e.g.
+    "at rest the knees are bent less than 30 deg; a repetition bends them past 60 deg and straightens them
+    back to less than 30 deg, in at least 0.6 s". Reversed exercises (the active phase at low angles, like
+    sit to stand) read the right way round: at rest the knees are bent more than 60 deg."""
+    base = exercise.angles[0].split("_", 1)[1] if side_of(exercise.angles[0]) in SIDES else exercise.angles[0]
+    move = _MOVEMENTS.get(base) or _Movement(f"the {base.replace('_', ' ')}", f"the {base.replace('_', ' ')}",
+                                             "at", "takes", "brings back")
+    plural = exercise.bilateral
+    subject, pronoun, be = (move.both, "them", "are") if plural else (move.one, "it", "is")
+    enter, exit_, took = f"{exercise.enter_deg:g} deg", f"{exercise.exit_deg:g} deg", f"{exercise.min_duration_s:g} s"
+    if exercise.active_high:
+        return (f"at rest {subject} {be} {move.high_adjective} less than {exit_}; a repetition {move.high_verb} "
+                f"{pronoun} past {enter} and {move.low_verb} {pronoun} back to less than {exit_}, in at least {took}")
+    return (f"at rest {subject} {be} {move.high_adjective} more than {exit_}; a repetition {move.low_verb} "
+            f"{pronoun} to less than {enter} and {move.high_verb} {pronoun} back past {exit_}, in at least {took}")
+
+
 def get_exercise(name: str) -> Exercise:
     try:
         return EXERCISES[name]

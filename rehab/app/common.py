@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
+from rehab.app import about
 from rehab.app_settings import AppSettings, is_loopback
 from rehab.store import PSEUDONYM_MAX_LEN, Store, StoreError, make_private_dir
 
@@ -109,7 +110,21 @@ def _load_model(path: str | None, modified_ns: int, threads: int | None) -> Pose
     # ``modified_ns`` is part of the cache key only: a replaced model file is loaded afresh.
     from rehab.runtime.model import PoseModel
 
-    return PoseModel.load(path, threads=threads)
+    model = PoseModel.load(path, threads=threads)
+    # Once per model the server loads: the server log says which device runs it and why (a GPU provider
+    # that is installed but unused is a WARNING, so that it shows without any logging set-up).
+    report = device_report(model)
+    (log.warning if report.gpu_unavailable else log.info)("%s", report.line)
+    return model
+
+
+def device_report(model: PoseModel) -> about.DeviceReport:
+    """Which device runs ``model`` and why (the Settings page and the server log say the same)."""
+    import onnxruntime as ort
+
+    from rehab.runtime.session import nvidia_gpu_visible
+
+    return about.device_report(model.providers, ort.get_available_providers(), nvidia_gpu_visible())
 
 
 def model_path_label(settings: AppSettings) -> str:

@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from rehab.analysis.reps import ExerciseRep, RangeOfMotion
 from rehab.analysis.summary import summarize
 from rehab.app import outputs
-from rehab.batch import frame_row
+from rehab.batch import FrameTableWriter, frame_row
 from rehab.runtime.anonymize import pixelate
 from rehab.runtime.video import VideoWriter
 
@@ -98,7 +97,9 @@ class _Recorder:
         self.info = dict(info)
         self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.writer = VideoWriter(output_dir / outputs.VIDEO_MP4, fps=RECORD_FPS, threads=1)
-        self.rows: list[dict[str, Any]] = []
+        # Rows go to disk as they come (a chunk at a time): a long session's memory stays flat.
+        self.table = FrameTableWriter(output_dir / outputs.FRAMES_CSV, output_dir / outputs.FRAMES_PARQUET,
+                                      float_format=None)
         self.reps: list[ExerciseRep] = []
         self.t0: float | None = None
         self.video_t0: float | None = None
@@ -110,7 +111,10 @@ class _Recorder:
         t = result.timestamp_s
         if self.t0 is None:
             self.t0 = t
-        self.rows.append(frame_row(result, source_frame=result.frame_index))
+        row = frame_row(result, source_frame=result.frame_index)
+        # Times from the start of the recording, not from the start of the camera stream.
+        row["time_s"] -= self.t0
+        self.table.add(row)
         self.frames_with_pose += int(result.person_found)
         if result.new_rep is not None:
             self.reps.append(result.new_rep)
@@ -146,17 +150,13 @@ class _Recorder:
             video = None
         t0 = self.t0 if self.t0 is not None else 0.0
         duration = self.t_last - t0
-        table = pd.DataFrame(self.rows)
-        if not table.empty:
-            # Times from the start of the recording, not from the start of the camera stream.
-            table["time_s"] -= t0
-        frames_csv = outputs.write_table(table, self.output_dir / outputs.FRAMES_CSV)
-        outputs.write_table(table, self.output_dir / outputs.FRAMES_PARQUET)
+        self.table.close()
+        frames_csv = self.table.csv_path
         if self.reps:
             outputs.write_repetitions(self.reps, self.output_dir / outputs.REPETITIONS_CSV, t_offset_s=t0)
         summary: dict[str, Any] = {
             "started_at": self.started_at, "exercise": self.exercise, "duration_s": duration,
-            "frames": len(self.rows), "frames_with_pose": self.frames_with_pose,
+            "frames": self.table.rows_written, "frames_with_pose": self.frames_with_pose,
             "video": outputs.VIDEO_MP4 if video else None, "video_fps": RECORD_FPS,
             "video_frames": self.writer.frames_written, **self.info,
         }
@@ -167,7 +167,7 @@ class _Recorder:
         summary_json = outputs.write_json(summary, self.output_dir / outputs.SUMMARY_JSON)
         return RecordingResult(
             output_dir=self.output_dir, video_path=video, frames_csv=frames_csv, summary_json=summary_json,
-            started_at=self.started_at, exercise=self.exercise, duration_s=duration, frames=len(self.rows),
+            started_at=self.started_at, exercise=self.exercise, duration_s=duration, frames=self.table.rows_written,
             frames_with_pose=self.frames_with_pose, video_frames=self.writer.frames_written,
             reps=tuple(self.reps), t0_s=t0, summary=summary, error=self.error)
 
@@ -296,7 +296,7 @@ class LiveSession:
                 history=tuple(self._history), anonymization=self._anonymization,
                 recording=rec is not None,
                 recording_s=(rec.t_last - rec.t0) if rec is not None and rec.t0 is not None else 0.0,
-                recording_frames=len(rec.rows) if rec is not None else 0,
+                recording_frames=rec.table.rows if rec is not None else 0,
                 finished_pending=len(self._finished))
 
 

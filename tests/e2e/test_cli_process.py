@@ -105,3 +105,20 @@ def test_nothing_can_run_exits_2_with_one_clear_line(tmp_path, model):
     empty_folder.mkdir()
     run = rehab("process", str(empty_folder), "--out", str(tmp_path / "out"), "--model", str(model))
     assert run.returncode == 2 and "error: no videos to process" in run.stderr
+
+
+def test_workers_beyond_the_usable_cores_are_capped_with_a_warning(tmp_path, model, caplog):
+    """`--workers 1000` on a small machine: one warning, and no more worker processes than cores."""
+    from typer.testing import CliRunner
+
+    from rehab.batch import usable_cpus
+    from rehab.cli import app
+
+    clip = write_clip(tmp_path / "monday.mp4", ClipSpec(width=128, height=96, fps=15, seconds=0.5))
+    cores = usable_cpus()
+    with caplog.at_level("WARNING", logger="rehab.batch"):
+        run = CliRunner().invoke(app, ["process", str(clip), "--out", str(tmp_path / "out"), "--workers", "1000",
+                                       "--model", str(model), "--no-pdf", "--no-progress"])
+    assert run.exit_code == 0, run.output
+    assert f"1000 workers asked for, but only {cores} CPU cores are usable here: using {cores} workers" in caplog.text
+    assert f"with {cores} worker(s)" in run.output

@@ -46,14 +46,21 @@ def test_model_metadata_and_active_provider_are_shown(app_env, monkeypatch):
     model = write_tiny_pose_model(app_env / "models" / "tiny.onnx")
     monkeypatch.setenv("REHAB_APP_MODEL", str(model))
     monkeypatch.setenv("REHAB_APP_THREADS", "1")
-    text = _all_text(_page())
-    assert "tiny-test-model" in text
-    assert "avgpool+conv1x1 (test)" in text
-    assert "64 × 64 px, RGB" in text
-    assert "14: right_ankle, right_knee" in text
-    assert "Provider actually running the model: **CPUExecutionProvider**" in text
-    assert "Intra-op threads: **1**" in text
-    assert "lsp_pck@0.2" in text
+    at = _page()
+    text = _all_text(at)
+    # In words for the therapist: which model, how accurate, which device and why, where the data is.
+    assert "**Model:** tiny-test-model, a avgpool+conv1x1 (test) network that finds 14 body points" in text
+    assert "**How accurate:** Accuracy is limited." in text and "(PCK@0.2 = 0.0 %)" in text
+    assert "**Precision:** full precision (FP32)." in text
+    assert "**Exported:** 26 November 2026, rehab test." in text
+    assert "**Runs on:** the processor (CPU), using 1 of the" in text and "**Why:** " in text
+    assert "Everything the app keeps stays on this computer, in one folder" in text
+    assert str((app_env / "data").resolve()) in text
+    # No raw JSON (with its nulls), and no reduced-precision heading for an FP32 model.
+    assert not at.json and "null" not in text.lower() and "Reduced-precision" not in text
+    # The figures themselves are in the technical details for support.
+    assert "64 × 64 px, RGB" in text and "14: right_ankle, right_knee" in text
+    assert "metrics: lsp_pck@0.2" in text
 
 
 @pytest.mark.parametrize("content, expected", [
@@ -136,3 +143,19 @@ def test_invalid_app_settings_are_reported(app_env, monkeypatch):
     at = AppTest.from_file(MAIN, default_timeout=TIMEOUT_S).run()
     assert not at.exception
     assert any("REHAB_APP_MAX_UPLOAD_MB" in e.value for e in at.error)
+
+
+def test_server_log_says_which_device_runs_the_model_and_why(app_env, monkeypatch, caplog):
+    """The line the page shows is logged once when the server loads a model (a fresh file: not cached)."""
+    import onnxruntime as ort
+
+    from rehab.app import about
+    from rehab.runtime.session import nvidia_gpu_visible
+
+    model = write_tiny_pose_model(app_env / "models" / "fresh.onnx", seed=7)
+    monkeypatch.setenv("REHAB_APP_MODEL", str(model))
+    with caplog.at_level("INFO", logger="rehab.app.common"):
+        _page()
+    expected = about.device_report(["CPUExecutionProvider"], ort.get_available_providers(), nvidia_gpu_visible())
+    [record] = [r for r in caplog.records if r.name == "rehab.app.common" and r.getMessage() == expected.line]
+    assert record.levelname == ("WARNING" if expected.gpu_unavailable else "INFO")

@@ -79,6 +79,8 @@ def test_uploaded_clip_is_analysed_filed_and_offered_for_download(app_env, share
     assert len(pd.read_csv(out / "frames.csv")) == 11
     summary = json.loads((out / "summary.json").read_text())
     assert summary["processing"]["frames"] == 11 and summary["settings"]["anonymize"]["enabled"] is True
+    # The name the therapist uploaded, not the temporary file's, is what the summary records.
+    assert summary["source"]["file_name"] == clip.name
     # Only the batch outputs are kept: the upload itself (faces unblurred) is nowhere in the data folder.
     assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES)
     kept = [p for p in (app_env / "data").rglob("*") if p.is_file()]
@@ -111,3 +113,18 @@ def test_missing_model_disables_analysis_with_a_message(app_env, monkeypatch, sh
     assert any("cannot be used" in e.value for e in at.error)
     [analyse] = [b for b in at.button if b.label == "Analyse"]
     assert analyse.disabled
+
+
+def test_upload_keeps_its_name_as_data_in_the_summary(app_env, tmp_path):
+    """The upload is processed from a temporary file named upload.mp4; summary.json records the name the
+    therapist chose (cleaned of path and control characters), as data."""
+    from rehab.testclips import ClipSpec, write_clip
+
+    clip = write_clip(tmp_path / "generated.mp4", ClipSpec(width=128, height=96, fps=10, seconds=0.6))
+    at = _page()
+    _analyse(at, ("Mrs B knee, week 3\t(left).mp4", clip.read_bytes(), "video/mp4"))
+    assert not at.error, [e.value for e in at.error]
+    [summary_path] = (app_env / "data" / "videos").rglob("summary.json")
+    summary = json.loads(summary_path.read_text())
+    assert summary["source"]["file_name"] == "Mrs B knee, week 3 (left).mp4"
+    assert summary["processing"]["frames"] == 6

@@ -28,6 +28,7 @@ from rehab.batch import (
     check_complete,
     run_batch,
 )
+from rehab.batch_cli import format_table
 from rehab.core.skeleton import LSP14
 from tests.synthetic_clips import ClipSpec, write_clip
 
@@ -195,6 +196,18 @@ def test_truncated_file_can_be_processed_when_allowed(tmp_path, model_path):
     assert result.status == "done", result.message
     assert 0 < result.frames < int(2.0 * FPS)
     assert not (tmp_path / "out" / "cut" / "report.pdf").exists()
+    # Said everywhere a therapist looks, with the real numbers: the table's status, summary.json, the report.
+    note = f"truncated: {result.frames} of {int(2.0 * FPS)} frames"
+    assert result.truncated == note
+    [line] = [row for row in format_table(batch).splitlines() if row.startswith("cut ")]
+    assert f"done ({note})" in line
+    summary = json.loads((tmp_path / "out" / "cut" / "summary.json").read_text())
+    assert summary["truncated"] == {"decoded_frames": result.frames, "header_frames": int(2.0 * FPS), "message": note}
+    assert note in (tmp_path / "out" / "cut" / "report.html").read_text()
+    # A whole file is not called truncated.
+    whole = run_batch([full], tmp_path / "out2", BatchOptions(allow_truncated=True, pdf=False), model_path=model_path)
+    assert whole.results[0].truncated == ""
+    assert json.loads((tmp_path / "out2" / "full" / "summary.json").read_text())["truncated"] is None
 
 
 @pytest.mark.parametrize("name, spec, expected_size", [

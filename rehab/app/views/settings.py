@@ -1,4 +1,8 @@
-"""Settings & about page: the model in use, the ONNX Runtime provider really active, threads, anonymisation."""
+"""Settings & about page: which model, how accurate, which device runs it and why, where the data is kept.
+
+Written for a therapist (rehab.app.about turns the model's metadata into sentences); the raw figures are in
+a "Technical details" table for support.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,15 @@ import os
 import pandas as pd
 import streamlit as st
 
-from rehab.app import common
+from rehab import __version__
+from rehab.app import about, common
+from rehab.store import DB_NAME
 
 CONFIRM_KEY = "rehab.confirm_anonymize_off"
+
+
+def _joint_words(names) -> str:
+    return ", ".join(n.replace("_", " ") for n in names)
 
 
 def _model_section(settings) -> None:
@@ -19,50 +29,67 @@ def _model_section(settings) -> None:
     if model is None:
         return
     info = model.info
-    size_mb = model.path.stat().st_size / 1e6 if model.path.is_file() else float("nan")
-    rows = {
-        "Name": info.name,
-        "File": f"{model.path} ({size_mb:.1f} MB)",
-        "Backbone": info.backbone,
-        "Precision": info.precision,
-        "Input size (w × h)": f"{info.input_size[0]} × {info.input_size[1]} px, {info.channel_order}",
-        "Heatmaps (w × h)": f"{info.heatmap_size[0]} × {info.heatmap_size[1]} (stride {info.heatmap_stride:g})",
-        "Joints": f"{info.num_joints}: {', '.join(info.joint_names)}",
-        "Flip test": "yes" if info.flip_test else "no",
-        "Exported": info.exported_at or "–",
-        "Code version": info.code_version or "–",
-        "Checkpoint SHA-256": info.source_sha256 or "–",
-    }
-    st.table(pd.DataFrame({"Value": list(rows.values())}, index=pd.Index(list(rows), name="Property")))
-    left, right = st.columns(2)
-    with left:
-        st.markdown("**Evaluation metrics**")
-        st.json(dict(info.metrics) or {"note": "the model carries no metrics"})
-    with right:
-        st.markdown("**Training data and recipe**")
-        st.json(dict(info.training) or {"note": "the model carries no training summary"}, expanded=False)
-    if info.variant:
-        st.markdown("**Reduced-precision variant, measured against FP32**")
-        st.json(dict(info.variant))
-    _runtime_section(settings, model)
+    network = about.BACKBONE_WORDS.get(info.backbone, f"{info.backbone} network")
+    facts = [(f"**Model:** {info.name}, a {network} that finds {info.num_joints} body points "
+              f"({_joint_words(info.joint_names)}).")]
+    accuracy = about.accuracy(dict(info.metrics), dict(info.variant))
+    facts.append(f"**How accurate:** {accuracy.sentence if accuracy else 'the model file records no accuracy figure.'}")
+    trained = about.training_words(dict(info.training))
+    if trained:
+        facts.append(f"**Trained on:** {trained}.")
+    facts.append(f"**Precision:** {about.PRECISION_WORDS.get(info.precision, info.precision)}.")
+    checked = about.file_check(info.precision, dict(info.variant))
+    if checked:
+        facts.append(f"**This file:** {checked}")
+    exported = about.readable_date(info.exported_at)
+    version = about.clean_version(info.code_version)
+    if exported or version:
+        facts.append("**Exported:** " + ", ".join(filter(None, (exported, f"rehab {version}" if version else ""))) + ".")
+    st.markdown("\n".join(f"- {fact}" for fact in facts))
+    if accuracy is not None:
+        st.metric("Joints placed correctly (PCK@0.2)", f"{accuracy.pck:.1f} %",
+                  help="Per cent of arm and leg joints within a fifth of the torso's length of where a person "
+                       "marked them" + (f", on {accuracy.images} test images" if accuracy.images else ""))
+    _device_section(settings, model)
+    _technical_details(model)
 
 
-def _runtime_section(settings, model) -> None:
+def _device_section(settings, model) -> None:
+    st.subheader("Device")
+    report = common.device_report(model)
+    threads = model.session.get_session_options().intra_op_num_threads
+    cores = os.cpu_count() or 1
+    st.markdown(f"- **Runs on:** {report.device}, using {about.thread_words(threads, cores)} "
+                f"(setting: {settings.threads or 'automatic'}).\n"
+                f"- **Why:** {report.why}.")
+    if report.gpu_unavailable:
+        st.info("No GPU in use. The model gives the same results on the processor, only more slowly; the "
+                "server log says so too when it loads the model.")
+
+
+def _technical_details(model) -> None:
     import onnxruntime as ort
 
-    st.subheader("ONNX Runtime")
-    active = list(model.providers)
-    options = model.session.get_session_options()
-    threads = options.intra_op_num_threads
-    st.markdown(f"- Provider actually running the model: **{active[0]}**"
-                + (f" (fallbacks: {', '.join(active[1:])})" if len(active) > 1 else ""))
-    st.markdown(f"- Providers this onnxruntime {ort.__version__} build offers: "
-                f"{', '.join(ort.get_available_providers())}")
-    st.markdown(f"- Intra-op threads: **{threads if threads > 0 else f'ONNX Runtime default ({os.cpu_count()} cores)'}**"
-                f" (setting: {settings.threads or 'automatic'})")
-    if active[0] == "CPUExecutionProvider" and any(p != "CPUExecutionProvider" for p in ort.get_available_providers()):
-        st.caption("A GPU provider is installed but not in use: no usable GPU was found, or its libraries are "
-                   "missing (the server log says which).")
+    info = model.info
+    size_mb = model.path.stat().st_size / 1e6 if model.path.is_file() else float("nan")
+    rows = [
+        ("File", f"{model.path} ({size_mb:.1f} MB)"),
+        ("Backbone", info.backbone),
+        ("Precision", info.precision),
+        ("Input size (w × h)", f"{info.input_size[0]} × {info.input_size[1]} px, {info.channel_order}"),
+        ("Heatmaps (w × h)", f"{info.heatmap_size[0]} × {info.heatmap_size[1]} (stride {info.heatmap_stride:g})"),
+        ("Joints", f"{info.num_joints}: {', '.join(info.joint_names)}"),
+        ("Flip test", "yes" if info.flip_test else "no"),
+        ("Exported at", info.exported_at or "–"),
+        ("Code version", info.code_version or "–"),
+        ("Checkpoint SHA-256", info.source_sha256 or "–"),
+        ("Provider running the model", ", ".join(model.providers)),
+        (f"Providers of onnxruntime {ort.__version__}", ", ".join(ort.get_available_providers())),
+    ]
+    for section, data in (("metrics", info.metrics), ("training", info.training), ("export check", info.variant)):
+        rows += [(f"{section}: {key}", value) for key, value in about.flat_items(dict(data))]
+    with st.expander("Technical details (for support)"):
+        st.table(pd.DataFrame({"Value": [v for _, v in rows]}, index=pd.Index([k for k, _ in rows], name="Property")))
 
 
 def _anonymize_section(settings) -> None:
@@ -96,16 +123,25 @@ def _anonymize_section(settings) -> None:
 
 
 def _app_section(settings) -> None:
+    st.subheader("Where your data is stored")
+    folder = settings.data_dir.resolve()
+    st.markdown(
+        f"Everything the app keeps stays on this computer, in one folder: `{folder}`\n"
+        f"- `{DB_NAME}`: the history (patients by pseudonym only, sessions, repetitions)\n"
+        "- `recordings/`: live recordings (face-blurred video, frames table, summary)\n"
+        "- `videos/`: results of analysed uploads (the uploaded file itself is not kept)\n\n"
+        "Change it with `rehab app --data-dir FOLDER` or the REHAB_APP_DATA_DIR variable.")
     st.subheader("App")
     st.markdown(
-        f"- Data folder (history database, recordings, analysed videos): `{settings.data_dir.resolve()}`\n"
         f"- Upload limit: {settings.max_upload_mb} MB per video\n"
         f"- Password: {'required' if settings.password_required else 'not set (the app only listens on localhost)'}\n"
-        f"- Pipeline settings file: {settings.runtime_settings_path or 'built-in defaults'}")
+        f"- Pipeline settings file: {settings.runtime_settings_path or 'built-in defaults'}\n"
+        f"- rehab version: {about.clean_version(__version__)}")
     runtime = common.runtime_settings(settings)
     if runtime is not None:
         with st.expander("Pipeline settings in effect"):
-            st.json(runtime.to_dict())
+            rows = about.flat_items(runtime.to_dict())
+            st.table(pd.DataFrame({"Value": [v for _, v in rows]}, index=pd.Index([k for k, _ in rows], name="Setting")))
 
 
 def render() -> None:

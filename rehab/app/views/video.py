@@ -81,7 +81,7 @@ def _analyse(upload, settings, model, runtime, exercise, pseudonym: str | None) 
         source = Path(tmp) / f"upload{Path(name).suffix.lower() or '.mp4'}"
         source.write_bytes(upload.getbuffer())
         try:
-            process_video(source, out_dir, model, options, progress, threads=settings.threads)
+            process_video(source, out_dir, model, options, progress, threads=settings.threads, source_name=name)
         except (VideoError, OutputFolderError, OSError, ValueError) as err:
             bar.empty()
             _remove_empty(out_dir)

@@ -54,8 +54,8 @@ def rehab_process(*args: str) -> list[str]:
     return command + ["process", *args]
 
 
-def run(*args: str, timeout: float = TIMEOUT_S) -> subprocess.CompletedProcess:
-    return subprocess.run(rehab_process(*args), check=False, cwd=REPO, env=driver_env(), capture_output=True, text=True,
+def run(*args: str, timeout: float = TIMEOUT_S, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run(rehab_process(*args), check=False, cwd=cwd, env=driver_env(), capture_output=True, text=True,
                           timeout=timeout)
 
 
@@ -246,8 +246,9 @@ def test_a_node_without_the_project_is_named_before_any_video_runs(cluster, tiny
     env = {k: v for k, v in driver_env().items() if k != "PYTHONPATH"}
     cluster.add_node(num_cpus=1, python=python, env=env)
     clip = write_clip(tmp_path / "clip.mp4", ClipSpec(width=256, height=192, fps=FPS, seconds=1.0))
+    # Ray puts the driver's working directory on its workers' path: away from the checkout, as on a real cluster.
     result = run(str(clip), "--out", str(tmp_path / "out"), "--model", str(tiny_model), "--no-pdf",
-                 "--engine", "ray", "--address", cluster.address)
+                 "--engine", "ray", "--address", cluster.address, cwd=tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr
     assert re.search(r"error: the Ray cluster cannot run this batch: node \S+ \(\S+\) lacks rehab \(No module named "
                      r"'rehab'\).*install the project on every node", result.stderr), result.stderr

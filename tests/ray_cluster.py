@@ -50,6 +50,23 @@ def _processes_with_token(token: str) -> list[int]:
     return pids
 
 
+def hidden_folder_prefix(folder: Path) -> list[str]:
+    """A command prefix that runs the command with ``folder`` replaced by an empty tmpfs, for it alone."""
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            'mount -t tmpfs rehab-hidden "$0" && exec "$@"', str(folder)]
+
+
+def can_hide_folders() -> bool:
+    """Whether this machine lets us make mount namespaces (root, or unprivileged user namespaces)."""
+    probe = Path(tempfile.mkdtemp(prefix="rray-hide-", dir="/tmp"))
+    try:
+        return subprocess.run(hidden_folder_prefix(probe) + ["true"], check=False, capture_output=True).returncode == 0
+    except OSError:
+        return False
+    finally:
+        probe.rmdir()
+
+
 class RayCluster:
     """``with RayCluster() as cluster:`` a head with ``num_cpus`` CPUs at ``cluster.address``; its state API
     (dashboard) at ``cluster.dashboard_url``. ``add_node(python=..., env=...)`` joins another node."""
@@ -63,12 +80,18 @@ class RayCluster:
         self.dashboard_port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}"
-        self.env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {}), **CLIENT_ENV, RAY_TEST_TOKEN_ENV: self.token}
+        # Workers at the tests' own priority (Ray's default is 15 steps nicer: slow on a busy machine).
+        self.env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {}), **CLIENT_ENV, "RAY_worker_niceness": "0",
+                    RAY_TEST_TOKEN_ENV: self.token}
         self._starters: list[subprocess.Popen] = []
+        self._logs: list = []
 
-    def _start(self, args: list[str], python: str | os.PathLike[str], env: dict[str, str], log_name: str) -> None:
-        log = open(self.temp_dir / log_name, "wb")
-        proc = subprocess.Popen(ray_start_command(python) + args + ["--block", "--disable-usage-stats"], env=env,
+    def _start(self, args: list[str], python: str | os.PathLike[str], env: dict[str, str], log_name: str,
+               prefix: list[str] | None = None) -> None:
+        log = open(self.temp_dir / log_name, "wb")  # noqa: SIM115 - the node writes to it until stop()
+        self._logs.append(log)
+        command = (prefix or []) + ray_start_command(python) + args + ["--block", "--disable-usage-stats"]
+        proc = subprocess.Popen(command, env=env,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.temp_dir)
         self._starters.append(proc)
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -92,12 +115,15 @@ class RayCluster:
         return self
 
     def add_node(self, num_cpus: int = 1, python: str | os.PathLike[str] = sys.executable,
-                 env: dict[str, str] | None = None) -> None:
-        """Join a worker node (another raylet on this machine) started by ``python`` with ``env``."""
+                 env: dict[str, str] | None = None, hide: Path | None = None) -> None:
+        """Join a worker node (another raylet on this machine) started by ``python`` with ``env``. With
+        ``hide``, the node runs in a mount namespace of its own where that folder is an empty tmpfs: a node
+        that does not share it, as a node whose disk is not the shared filesystem."""
         node_env = {**(env if env is not None else self.env), **CLIENT_ENV, RAY_TEST_TOKEN_ENV: self.token}
         self._start(["--address", self.address, "--num-cpus", str(num_cpus),
                      "--dashboard-agent-listen-port", str(free_port()), "--metrics-export-port", str(free_port())],
-                    python, node_env, f"node{len(self._starters)}.log")
+                    python, node_env, f"node{len(self._starters)}.log",
+                    prefix=None if hide is None else hidden_folder_prefix(hide))
 
     def stop(self) -> None:
         for proc in self._starters:
@@ -113,6 +139,8 @@ class RayCluster:
                 pass
         for proc in self._starters:
             proc.wait(timeout=STOP_GRACE_S)
+        for log in self._logs:
+            log.close()
 
     def __exit__(self, *exc) -> None:
         self.stop()

@@ -26,7 +26,7 @@ import pytest
 from rehab.batch import DONE_FILE, STAGING_DIR, check_complete
 from rehab.runtime.model import DEFAULT_MODEL_PATH
 from rehab.testclips import ClipSpec, write_clip
-from tests.ray_cluster import CLIENT_ENV, REPO, RayCluster, free_port
+from tests.ray_cluster import CLIENT_ENV, REPO, RayCluster, can_hide_folders, free_port
 
 if os.environ.get("REHAB_REQUIRE_DATA") == "1":
     import ray  # noqa: F401 - CI installs the [cluster] extra: a missing Ray is an error there
@@ -235,26 +235,34 @@ def _venv_without_the_project(folder: Path) -> Path:
     ours = next(p for p in sys.path if p.endswith("site-packages") and Path(p, "ray").is_dir())
     Path(site, "shared_site_packages.pth").write_text(ours + "\n")
     probe = subprocess.run([str(python), "-c", "import ray, cv2\ntry:\n import rehab\nexcept ImportError: print('ok')"],
-                           capture_output=True, text=True, cwd=folder, env={k: v for k, v in os.environ.items()
+                           check=False, capture_output=True, text=True, cwd=folder, env={k: v for k, v in os.environ.items()
                                                                             if k != "PYTHONPATH"})
     assert probe.stdout.strip() == "ok", probe.stdout + probe.stderr
     return python
 
 
-def test_a_node_without_the_project_is_named_before_any_video_runs(cluster, tiny_model, tmp_path):
+def test_a_node_without_the_project_or_the_shared_folder_is_named_before_any_video_runs(cluster, tiny_model,
+                                                                                         tmp_path):
     python = _venv_without_the_project(tmp_path / "bare-venv")
     env = {k: v for k, v in driver_env().items() if k != "PYTHONPATH"}
-    cluster.add_node(num_cpus=1, python=python, env=env)
+    out = tmp_path / "out"
+    out.mkdir()
+    # The node's own disk under --out: it would write outputs nobody finds.
+    hide = can_hide_folders()
+    cluster.add_node(num_cpus=1, python=python, env=env, hide=out if hide else None)
     clip = write_clip(tmp_path / "clip.mp4", ClipSpec(width=256, height=192, fps=FPS, seconds=1.0))
     # Ray puts the driver's working directory on its workers' path: away from the checkout, as on a real cluster.
-    result = run(str(clip), "--out", str(tmp_path / "out"), "--model", str(tiny_model), "--no-pdf",
+    result = run(str(clip), "--out", str(out), "--model", str(tiny_model), "--no-pdf",
                  "--engine", "ray", "--address", cluster.address, cwd=tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr
     assert re.search(r"error: the Ray cluster cannot run this batch: node \S+ \(\S+\) lacks rehab \(No module named "
                      r"'rehab'\).*install the project on every node", result.stderr), result.stderr
     assert "pip install 'rehab-pose[cluster]'" in result.stderr
-    assert "Traceback" not in result.stderr
-    assert not (tmp_path / "out" / "clip").exists()
+    if hide:
+        assert re.search(rf"node \S+ \(\S+\) does not see {out}/\.rehab-ray-run\.\w+, which the driver wrote: the "
+                         rf"output folder {out} must be one folder that every node can write", result.stderr), result.stderr
+    assert len(result.stderr.strip().splitlines()[-1]) > 0 and "Traceback" not in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == [".rehab-batch.lock"], "no video started, the token is gone"
 
 
 def test_an_address_with_no_cluster_is_a_clear_error_in_seconds(tiny_model, tmp_path):

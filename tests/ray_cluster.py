@@ -78,6 +78,7 @@ class RayCluster:
         self.temp_dir = Path(tempfile.mkdtemp(prefix="rray-", dir="/tmp"))
         self.port = free_port()
         self.dashboard_port = free_port()
+        self.client_port = free_port()  # Ray client server: ray://127.0.0.1:client_port
         self.address = f"127.0.0.1:{self.port}"
         self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}"
         # Workers at the tests' own priority (Ray's default is 15 steps nicer: slow on a busy machine).
@@ -105,14 +106,28 @@ class RayCluster:
             self._start(["--head", "--num-cpus", str(self.num_cpus), "--port", str(self.port),
                          "--temp-dir", str(self.temp_dir), "--include-dashboard", "true",
                          "--dashboard-port", str(self.dashboard_port),
-                         "--ray-client-server-port", str(free_port()),
+                         "--ray-client-server-port", str(self.client_port),
                          "--dashboard-agent-listen-port", str(free_port()),
                          "--metrics-export-port", str(free_port())],
                         sys.executable, self.env, "head.log")
+            # The dashboard (state API) and the Ray client server come up after `ray start` returns.
+            for port in (self.dashboard_port, self.client_port):
+                self._wait_for_port(port)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _wait_for_port(self, port: int) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"port {port} of the Ray head never opened: {self.log()}") from None
+                time.sleep(0.2)
 
     def add_node(self, num_cpus: int = 1, python: str | os.PathLike[str] = sys.executable,
                  env: dict[str, str] | None = None, hide: Path | None = None) -> None:

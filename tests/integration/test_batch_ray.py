@@ -3,8 +3,9 @@
 One head node (2 CPUs, `ray start --head` in a temporary folder, stopped at the end even when a test fails)
 serves the module. On it: a real clip gives a frames.csv byte-identical to the local engine's; a Ray worker
 killed with SIGKILL mid-video (found through Ray's state API) is retried and the video completes once; Ctrl-C
-of the driver cancels the rest and keeps what finished; re-runs skip complete outputs. Then a second node
-without the project joins and the run is refused naming the missing package. Bad addresses need no cluster.
+of the driver cancels the rest and keeps what finished; re-runs skip complete outputs; a bad video fails alone
+(through the Ray client, ray://). Then a second node joins that lacks the project and does not see the output
+folder (a mount namespace of its own), and the run is refused naming both. Bad addresses need no cluster.
 """
 
 from __future__ import annotations
@@ -209,14 +210,15 @@ def test_ctrl_c_cancels_the_rest_keeps_finished_and_rerun_completes(cluster, tin
     assert not (out / STAGING_DIR).exists()
 
 
-def test_bad_video_fails_alone_with_its_reason(cluster, tiny_model, tmp_path):
+def test_bad_video_fails_alone_with_its_reason_through_the_ray_client(cluster, tiny_model, tmp_path):
     videos = tmp_path / "sessions"
     videos.mkdir()
     write_clip(videos / "good.mp4", ClipSpec(width=256, height=192, fps=FPS, seconds=1.0))
     (videos / "notes.mp4").write_text("not a video\n" * 40)
     out = tmp_path / "out"
+    # Through the Ray client port this time (a driver outside the cluster's network uses it).
     result = run(str(videos), str(tmp_path / "nowhere.mp4"), "--out", str(out), "--model", str(tiny_model),
-                 "--no-pdf", "--engine", "ray", "--address", cluster.address)
+                 "--no-pdf", "--engine", "ray", "--address", f"ray://127.0.0.1:{cluster.client_port}")
     assert result.returncode == 1, result.stdout + result.stderr
     rows = table_rows(result.stdout)
     assert "done" in rows["good"] and "FAILED" in rows["notes"] and "cannot be read as video" in rows["notes"]

@@ -184,7 +184,7 @@ def probe_nodes(ray, token_path: Path, sources: Sequence[str]) -> int:
         try:
             report = ray.get(ref)
         except ray.exceptions.RayError as exc:
-            problems.append(f"node {_node_label(node)} could not run a probe: {_first_line(exc)}")
+            problems.append(f"node {_node_label(node)} could not run a probe: {_error_line(exc)}")
             continue
         problems += _node_problems(_node_label(node, report), report, token_path.parent)
     if problems:
@@ -210,7 +210,8 @@ def _node_problems(label: str, report: Mapping[str, Any], out_dir: Path) -> list
     return problems
 
 
-def _first_line(exc: BaseException) -> str:
+def _error_line(exc: BaseException) -> str:
+    """The line that says what went wrong: the last of the (remote) exception's text, which may hold a traceback."""
     cause = getattr(exc, "cause", None)
     text = str(cause if isinstance(cause, BaseException) else exc).strip()
     return text.splitlines()[-1] if text else type(exc).__name__
@@ -228,7 +229,7 @@ def describe_ray_error(ray, exc: BaseException) -> str:
         return "the Ray node processing it died"
     if isinstance(exc, errors.TaskCancelledError):
         return "cancelled"
-    return f"Ray could not run it: {_first_line(exc)}"
+    return f"Ray could not run it: {_error_line(exc)}"
 
 
 # ----------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -156,6 +157,7 @@ class RayCluster:
             proc.wait(timeout=STOP_GRACE_S)
         for log in self._logs:
             log.close()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)  # sessions, logs and sockets: a few MB per cluster
 
     def __exit__(self, *exc) -> None:
         self.stop()

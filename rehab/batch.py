@@ -1174,3 +1174,18 @@ def _drain(queue, bars: _ProgressBars, names: Mapping[int, str], started: set[in
         started.add(index)
         if index in names:
             bars.update(index, names[index], done, total)
+
+
+# ----------------------------------------------------------------------------------------------
+# what every engine shares: rehab/batch_ray.py schedules the same jobs through the same per-video function
+# (one code path, two schedulers), so these are its public names.
+
+Job = _Job
+run_job = _run_job
+plan_jobs = _plan
+prepare_output_folder = _prepare_output_folder
+OutputLock = _OutputLock
+ProgressBars = _ProgressBars
+log_result = _log_result
+failed_result = _failed
+job_size_bytes = _size_bytes

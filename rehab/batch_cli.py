@@ -8,7 +8,12 @@ Plain functions with Typer annotations, mounted on the one CLI in rehab/cli.py:
 Heavy imports (pipeline, ONNX Runtime, OpenCV) happen inside the commands, so `rehab train` stays light; the
 exercise table (pure data) is imported here, for --exercise's help.
 Exit codes: 0 every video done or already complete, 1 some videos failed (the table says which and why),
-2 nothing could run (bad option, no videos, output folder not writable, model missing).
+2 nothing could run (bad option, no videos, output folder not writable, model missing, Ray cluster unusable),
+130 interrupted (Ctrl-C): finished videos are kept and the same command finishes the rest.
+
+Two engines run the same per-video function: ``--engine local`` (default: worker processes on this machine)
+and ``--engine ray`` (one Ray task per video, on a local Ray instance or the cluster at ``--address``; needs
+the [cluster] extra).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 EXIT_SOME_FAILED = 1
 EXIT_CANNOT_RUN = 2
+EXIT_INTERRUPTED = 130  # the shell's code for a command stopped by SIGINT
+ENGINES = ("local", "ray")
 STATUS_LABELS = {"done": "done", "skipped": "skipped (complete)", "failed": "FAILED"}
 
 
@@ -55,23 +62,53 @@ def process_command(
     progress: Annotated[bool | None, typer.Option(
         "--progress/--no-progress", help="Progress bars (default: when the terminal shows them).",
         show_default=False)] = None,
+    engine: Annotated[str, typer.Option(
+        "--engine", help="Where videos run: local (worker processes here) or ray (one Ray task per video; "
+        "needs the [cluster] extra).")] = "local",
+    address: Annotated[str | None, typer.Option(
+        "--address", help="Ray cluster for --engine ray: auto, HOST:PORT or ray://HOST:10001 (default: start a "
+        "local Ray instance).", show_default=False)] = None,
+    cpus_per_video: Annotated[int | None, typer.Option(
+        "--cpus-per-video", min=1, help="CPUs Ray reserves for each video, and its threads (--engine ray; "
+        "default 1).", show_default=False)] = None,
 ) -> None:
     """Process recorded sessions: annotated video, frames table, summary and report for each video."""
     from rehab.batch import BatchError, BatchOptions, run_batch
     from rehab.settings import RuntimeSettings
 
     try:
+        check_engine_options(engine, workers, address, cpus_per_video)
         runtime_settings = RuntimeSettings.from_yaml(settings) if settings is not None else RuntimeSettings()
         options = BatchOptions(exercise=exercise, settings=runtime_settings, max_seconds=max_seconds, stride=stride,
                                max_side_px=max_side, pdf=pdf, allow_truncated=allow_truncated, workers=workers,
                                force=force, progress=progress)
-        result = run_batch(paths, out, options, model_path=model)
+        if engine == "ray":
+            from rehab.batch_ray import DEFAULT_CPUS_PER_VIDEO, run_batch_ray
+
+            result = run_batch_ray(paths, out, options, model_path=model, address=address,
+                                   cpus_per_video=cpus_per_video or DEFAULT_CPUS_PER_VIDEO)
+        else:
+            result = run_batch(paths, out, options, model_path=model)
     except (BatchError, ValueError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_CANNOT_RUN) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted: finished videos are kept; run the same command again to finish the rest", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     typer.echo(format_table(result))
     if not result.ok:
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def check_engine_options(engine: str, workers: int, address: str | None, cpus_per_video: int | None) -> None:
+    """ValueError for options that do not fit the engine (they would otherwise be silently ignored)."""
+    if engine not in ENGINES:
+        raise ValueError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "local" and (address is not None or cpus_per_video is not None):
+        raise ValueError("--address and --cpus-per-video are options of --engine ray")
+    if engine == "ray" and workers != 1:
+        raise ValueError("--workers is for --engine local; on Ray, the cluster's CPUs divided by --cpus-per-video "
+                         "set how many videos run at once")
 
 
 def format_table(batch) -> str:

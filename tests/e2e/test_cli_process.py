@@ -122,3 +122,19 @@ def test_workers_beyond_the_usable_cores_are_capped_with_a_warning(tmp_path, mod
     assert run.exit_code == 0, run.output
     assert f"1000 workers asked for, but only {cores} CPU cores are usable here: using {cores} workers" in caplog.text
     assert f"with {cores} worker(s)" in run.output
+
+
+def test_engine_ray_without_ray_installed_says_how_to_install_it(tmp_path, model):
+    clip = write_clip(tmp_path / "clip.mp4", ClipSpec(width=128, height=96, fps=15, seconds=0.5))
+    # None in sys.modules makes `import ray` fail as on a machine without it (the local engine needs no Ray).
+    code = "import sys; sys.modules['ray'] = None; from rehab.cli import main; sys.argv[0] = 'rehab'; main()"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    args = ["process", str(clip), "--out", str(tmp_path / "out"), "--model", str(model), "--no-pdf"]
+    run = subprocess.run([sys.executable, "-c", code, *args, "--engine", "ray"], check=False, cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "error: --engine ray needs Ray, which is not installed here: pip install 'rehab-pose[cluster]'" in run.stderr
+    assert "Traceback" not in run.stderr
+    local = subprocess.run([sys.executable, "-c", code, *args], check=False, cwd=REPO, env=env, capture_output=True,
+                           text=True, timeout=TIMEOUT_S)
+    assert local.returncode == 0 and "1 done" in local.stdout, local.stdout + local.stderr

@@ -100,7 +100,7 @@ def _sample(t0: float, rss: int, **extra) -> dict:
 
 def soak_clip(seconds: float, size: str, fps: float) -> Path:
     """The squatting-figure clip of ``seconds`` at ``size`` (WIDTHxHEIGHT), generated once and cached."""
-    from rehab.testclips import ClipSpec, write_clip
+    from tests.synthetic_clips import ClipSpec, write_clip
 
     width, height = (int(v) for v in size.lower().split("x"))
     path = SOAK_DIR / f"squats_{width}x{height}_{fps:g}fps_{seconds:g}s.mp4"

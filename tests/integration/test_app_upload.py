@@ -118,7 +118,7 @@ def test_missing_model_disables_analysis_with_a_message(app_env, monkeypatch, sh
 def test_upload_keeps_its_name_as_data_in_the_summary(app_env, tmp_path):
     """The upload is processed from a temporary file named upload.mp4; summary.json records the name the
     therapist chose (cleaned of path and control characters), as data."""
-    from rehab.testclips import ClipSpec, write_clip
+    from tests.synthetic_clips import ClipSpec, write_clip
 
     clip = write_clip(tmp_path / "generated.mp4", ClipSpec(width=128, height=96, fps=10, seconds=0.6))
     at = _page()

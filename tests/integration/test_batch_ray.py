@@ -26,7 +26,7 @@ import pytest
 
 from rehab.batch import DONE_FILE, STAGING_DIR, check_complete
 from rehab.runtime.model import DEFAULT_MODEL_PATH
-from rehab.testclips import ClipSpec, write_clip
+from tests.synthetic_clips import ClipSpec, write_clip
 from tests.ray_cluster import CLIENT_ENV, REPO, RayCluster, can_hide_folders, free_port
 
 if os.environ.get("REHAB_REQUIRE_DATA") == "1":

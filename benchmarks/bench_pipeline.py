@@ -12,9 +12,10 @@ the whole loop; "process only" leaves out decoding and encoding. CPU ms/frame is
 its threads) per frame: the cost, which other processes' load changes far less than the wall time. Clip labels (720p, 1080p, 1080p-portrait)
 name real clips from ../shared/videos, transcoded once to H.264 at that height (see benchmarks/common.py).
 
-The face detector runs as the live page runs it by default (--face-detector background: OpenCV's Haar
-detector every 15th frame on a worker thread, its CPU time included in the wall time); `sync` is the batch
-setting (the detector in the loop), `off` uses the pose-based face box only. Numbers drift with machine
+The face detector (CenterFace, rehab.runtime.centerface) runs as the live page runs it by default
+(--face-detector background: on a worker thread whenever it is free, at most every
+face_detector_background_every_frames frames, its CPU time included in the wall time); `sync` is the batch
+setting (the detector in the loop on every frame), `off` uses the pose-based face box only. Numbers drift with machine
 load: the load average is printed and stored; compare ratios from one run.
 """
 
@@ -71,10 +72,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="ONNX Runtime intra-op spin-waiting (the runtime turns it off by default)")
     p.add_argument("--exercise", default="squat")
     p.add_argument("--face-detector", choices=FACE_DETECTOR_MODES, default="background",
-                   help="Haar face detector: on a worker thread (live page), in the loop (batch), or off")
+                   help="CenterFace face detector: on a worker thread (live page), in the loop (batch), or off")
     p.add_argument("--no-roi", action="store_true", help="whole-frame letterbox on every frame")
     p.add_argument("--face-detector-every", type=int, default=None,
-                   help="run the face detector every N frames (default: the runtime settings' value)")
+                   help="run the face detector at most every N frames (default: the runtime settings' value for the mode)")
     p.add_argument("--record", action="store_true", help="also H.264-encode every annotated frame (a temp file)")
     p.add_argument("--record-live", action="store_true",
                    help=f"record as the live page does: {LIVE_RECORD_FPS:g} fps by the frames' timestamps, x264 on "
@@ -224,7 +225,8 @@ def run(args: argparse.Namespace) -> dict:
     anonymize = {"face_detector": args.face_detector != "off",
                  "face_detector_background": args.face_detector == "background"}
     if args.face_detector_every is not None:
-        anonymize["face_detector_every_frames"] = args.face_detector_every
+        key = "face_detector_background_every_frames" if args.face_detector == "background" else "face_detector_every_frames"
+        anonymize[key] = args.face_detector_every
     settings = RuntimeSettings().with_overrides(anonymize=anonymize, roi={"enabled": not args.no_roi})
     pipe = Pipeline(model, settings, exercise=args.exercise)
     source = prefetched(frames_forever(clip)) if args.prefetch else frames_forever(clip)
@@ -242,7 +244,10 @@ def run(args: argparse.Namespace) -> dict:
         clip=args.clip, clip_file=clip.name, size=[frame_w, frame_h], frames=frames_to_time, warmup=args.warmup,
         threads=args.threads, cv_threads=cv_threads, allow_spinning=args.allow_spinning, model=model.path.name, model_input=list(model.info.input_size),
         precision=model.info.precision, variant=args.variant, face_detector=args.face_detector,
-        face_detector_every_frames=settings.anonymize.face_detector_every_frames, roi=not args.no_roi,
+        face_detector_model="centerface",
+        face_detector_every_frames=(settings.anonymize.face_detector_background_every_frames
+                                    if args.face_detector == "background" else settings.anonymize.face_detector_every_frames),
+        face_detector_max_side_px=settings.anonymize.face_detector_max_side_px, roi=not args.no_roi,
         record=args.record or args.record_live, record_mode="every frame" if args.record else "live 15 fps" if args.record_live else "off",
         prefetch=args.prefetch, repeats=args.repeats,
         fps_all_passes=[p["fps"] for p in passes], cpu_ms_per_frame_all_passes=[p["cpu_ms_per_frame"] for p in passes],

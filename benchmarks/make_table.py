@@ -113,11 +113,11 @@ def _record_mode(r: dict) -> str:
 
 
 def is_shipped(r: dict) -> bool:
-    """The configuration the product runs: FP32 file as exported, background detector every 15 frames, frames
+    """The configuration the product runs: FP32 file as exported, CenterFace on the live worker, frames
     decoded on another thread (the video page's and batch's reader thread; streamlit-webrtc's on the live page),
     and when recording, the live page's recorder (15 fps)."""
     return (r.get("variant", "fp32") == "fp32" and r["face_detector"] == "background" and bool(r.get("prefetch"))
-            and r.get("face_detector_every_frames", 15) == 15 and r["threads"] == GOAL_THREADS
+            and r.get("face_detector_model") == "centerface" and r["threads"] == GOAL_THREADS
             and not r.get("allow_spinning") and r.get("cv_threads", r["threads"]) == GOAL_THREADS
             and _record_mode(r) in ("off", "live 15 fps"))
 

@@ -10,12 +10,18 @@
 # "full" pose landmark model (model_complexity=1); the lite (0) and heavy (2) .tflite files would be
 # downloaded from a Google host at run time, which this machine cannot reach, so they are taken from the npm
 # package @mediapipe/pose (the same files, published for the web build) and copied next to the full one.
+# The face-leak check (benchmarks/bench_faces.py) runs two more tools here: MediaPipe's full-range face detector
+# (inside the same mediapipe wheel) and `deface` 1.5.0, the reference anonymiser, as its anchor. deface is
+# installed with --no-deps (its requirements pull opencv-python, which clashes with the headless OpenCV) plus
+# what it imports; it needs onnx for its model loader: onnx 1.16.2 is the last release that works with
+# protobuf 4.25 (onnx 1.23 needs protobuf 6, mediapipe needs < 5).
 # Re-running is safe: an existing venv is reused and the model files are checked.
 set -euo pipefail
 
 VENV_DIR="${1:-/work/mp-venv}"
 PYTHON="${PYTHON:-python3.11}"
 MEDIAPIPE_VERSION="0.10.21"
+DEFACE_VERSION="1.5.0"
 NPM_POSE_PACKAGE="@mediapipe/pose@0.5.1675469404"
 MODELS=(pose_landmark_lite.tflite pose_landmark_heavy.tflite)
 
@@ -32,6 +38,9 @@ fi
 PIP=("$VENV_DIR/bin/python" -m pip --disable-pip-version-check -q)
 "${PIP[@]}" install --no-deps "mediapipe==$MEDIAPIPE_VERSION"
 "${PIP[@]}" install absl-py attrs flatbuffers "numpy<2" "opencv-python-headless<4.12" "protobuf>=4.25.3,<5" matplotlib
+"${PIP[@]}" install --no-deps "deface==$DEFACE_VERSION"
+"${PIP[@]}" install "imageio>=2.25" "imageio-ffmpeg>=0.4.6" tqdm scikit-image "onnx==1.16.2" onnxruntime "numpy<2" \
+    "protobuf>=4.25.3,<5" "opencv-python-headless<4.12"
 
 MODULE_DIR="$("$VENV_DIR/bin/python" -c 'import mediapipe, os; print(os.path.join(os.path.dirname(mediapipe.__file__), "modules", "pose_landmark"))')"
 missing=()
@@ -65,6 +74,10 @@ import mediapipe as mp
 for complexity in (0, 1, 2):
     with mp.solutions.pose.Pose(static_image_mode=True, model_complexity=complexity) as pose:
         pose.process(np.zeros((256, 256, 3), np.uint8))
-print(f"mediapipe {mp.__version__}: pose lite/full/heavy load offline")
+with mp.solutions.face_detection.FaceDetection(model_selection=1) as faces:
+    faces.process(np.zeros((256, 256, 3), np.uint8))
+print(f"mediapipe {mp.__version__}: pose lite/full/heavy and full-range face detection load offline")
 EOF
+"$VENV_DIR/bin/deface" --help >/dev/null
+echo "deface $DEFACE_VERSION runs (--no-deps, headless OpenCV)"
 echo "MediaPipe venv ready: $VENV_DIR"

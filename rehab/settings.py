@@ -112,28 +112,59 @@ class AnonymizeSettings:
     # Head boxes of this many previous frames are blurred too: when the pose misplaces the head for a frame,
     # the face is still where it just was (at 30 fps, 5 frames is a sixth of a second).
     head_box_memory_frames: int = 5
-    # Pixelation: the blurred box is reduced to this many blocks across its longer side.
-    blocks_across_box: int = 6
+    # Pixelation: the blurred box is reduced to this many blocks across its longer side. Measured on the 65 raw
+    # faces of sports2d_demo (boxes padded 0.75 per side): CenterFace at >= 0.3 still finds 12 of them under 6
+    # blocks (the smooth enlargement leaves a face-shaped blob), none under 4.
+    blocks_across_box: int = 4
     # Blocks across the frame's longer side when the whole frame is blurred (no head located): the face
     # size is unknown then, and a close-up face can fill a fifth of the frame.
     blocks_across_frame: int = 12
-    # An OpenCV Haar face detector, where the installed OpenCV ships the cascades, adds its boxes.
+    # The CenterFace face detector (rehab.runtime.centerface, fetched at set-up) blurs every face it finds,
+    # bystanders included. Off leaves only the pose's head box: the patient's face, nobody else's.
     face_detector: bool = True
-    # Haar detection costs 90-800 ms at 960 px (more on textured scenes and a busy CPU): run it every N
-    # frames on a downscaled copy and keep its boxes in between.
-    # Its 24 px window finds faces down to ~2.5% of the longer side at 960 px (bystanders included).
-    face_detector_every_frames: int = 15
-    # Run the detector on a worker thread (live video: no stall every N frames; its boxes arrive a few frames
-    # late). Off by default so that batch results do not depend on timing.
+    # Score threshold, chosen for recall: on sports2d_demo at 1280 px, 0.1 re-finds all 65 faces the detector
+    # scores >= 0.5 at full size (every 5th frame), 0.2 misses one (a bowed head), at a few extra boxes per clip
+    # (a blurred patch costs nothing; see benchmarks/README.md, face leak check).
+    face_detector_threshold: float = 0.15
+    # The detector sees a copy whose longer side is at most this. On sports2d_demo (1768 px, faces of 22-37 px)
+    # 960 px finds 63 of those 65 faces, 1280 px all of them (at about twice the cost); 640 px loses most.
+    face_detector_max_side_px: int = 1280
+    # Detector boxes are tight around the face; pad them by this fraction of their size per side (with
+    # blocks_across_box = 4 this leaves under two blocks across the face itself: at three, CenterFace still
+    # finds a blurred profile head, see blocks_across_box).
+    face_detector_margin: float = 0.75
+    # In the loop (batch): run the detector on every N-th frame (1 = every frame written is checked).
+    face_detector_every_frames: int = 1
+    # Live video: run the detector on a worker thread instead, on the newest frame whenever it is free and at
+    # most every N frames; its boxes arrive a few frames late and are carried and grown until the next run.
+    # Off by default so that batch results do not depend on timing.
     face_detector_background: bool = False
-    face_detector_max_side_px: int = 960
-    # Haar boxes cover the face tightly; pad them by this fraction of their size per side.
-    face_detector_margin: float = 0.5
+    face_detector_background_every_frames: int = 3
+    # ONNX Runtime threads of the detector in the loop and on the worker (which shares the cores with the pose
+    # model: one thread leaves it the other core).
+    face_detector_threads: int = 2
+    face_detector_background_threads: int = 1
+    # On the worker: when the newest detector result is older than this many frames (or none has arrived yet,
+    # at the start of a stream) the whole frame is blurred, so a stalled detector fails closed.
+    face_detector_max_age_frames: int = 30
+    # A face the detector stops seeing stays blurred where it was for this many frames, and for at least this
+    # many detector runs (detectors blink: a turned head, motion blur).
+    face_hold_frames: int = 8
+    face_hold_runs: int = 2
+    # Carried boxes grow per side by this fraction of the face size for every frame of age (the face moves
+    # while no detector result is fresh), up to face_max_growth.
+    face_growth_per_frame: float = 0.06
+    face_max_growth: float = 1.0
 
     def __post_init__(self) -> None:
         _positive(self, "head_box_per_head_length", "head_box_per_shoulder_width",
-                  "min_head_box_per_shoulder_width", "face_detector_every_frames", "face_detector_max_side_px")
-        _non_negative(self, "face_detector_margin", "head_box_memory_frames")
+                  "min_head_box_per_shoulder_width", "face_detector_every_frames", "face_detector_max_side_px",
+                  "face_detector_background_every_frames", "face_detector_threads",
+                  "face_detector_background_threads", "face_detector_max_age_frames")
+        _non_negative(self, "face_detector_margin", "head_box_memory_frames", "face_hold_frames", "face_hold_runs",
+                      "face_growth_per_frame", "face_max_growth")
+        if not 0.0 < self.face_detector_threshold < 1.0:
+            raise ValueError(f"anonymize.face_detector_threshold must be in (0, 1), got {self.face_detector_threshold}")
         for name in ("blocks_across_box", "blocks_across_frame"):
             if getattr(self, name) < 1:
                 raise ValueError(f"anonymize.{name} must be >= 1, got {getattr(self, name)}")

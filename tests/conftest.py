@@ -58,3 +58,16 @@ def shared_dir() -> Path:
 def require_data():
     """The ``check_data`` helper as a fixture: ``require_data(shared_dir / "data/...")``."""
     return check_data
+
+
+@pytest.fixture(scope="session")
+def face_model() -> Path:
+    """The CenterFace model fetched at set-up (``python -m rehab.samples``); skips, or fails in CI, without it."""
+    from rehab.runtime.centerface import FaceModelError, check_model_file
+
+    try:
+        return check_model_file()
+    except FaceModelError as exc:
+        if os.environ.get("REHAB_REQUIRE_DATA") == "1":
+            pytest.fail(f"{exc} (REHAB_REQUIRE_DATA=1 makes it an error)")
+        pytest.skip(str(exc))

@@ -1,10 +1,15 @@
-"""Face anonymisation that fails closed.
+"""Face anonymisation that fails closed: every face, the patient's and the bystanders'.
 
-The face region comes from the pose's head joints (LSP and MPII have head_top and neck, no eyes or nose),
-sized from the head segment or, failing that, from the shoulders or the torso, and generously padded.
-An OpenCV Haar face detector adds its boxes where the installed OpenCV ships the cascade files (opencv-python
-4.x does, 5.x does not). When the head cannot be located at all the whole frame is blurred: an unblurred face
-is the one outcome this module must not produce.
+Two sources of face boxes, both blurred on every frame:
+- the patient's head from the pose's head joints (LSP and MPII have head_top and neck, no eyes or nose), sized
+  from the head segment or, failing that, from the shoulders or the torso, and generously padded; when the head
+  cannot be located at all the whole frame is blurred;
+- every face the CenterFace detector finds (rehab.runtime.centerface), padded, held for a few frames after the
+  detector last saw it (detectors blink), moved with its measured velocity and grown with its age. In the loop
+  (batch, the default) the detector sees every frame; on a worker thread (live video) it sees the newest frame
+  whenever it is free, and its boxes are carried and grown over the frames that arrive meanwhile. A missing or
+  corrupt model, an error, or boxes older than the configured age blur the whole frame.
+An unblurred face is the one outcome this module must not produce.
 
 The blur averages the box down to a few blocks across and enlarges that smoothly again; about three blocks
 across a face leave nothing a person or a face detector could recognise.
@@ -14,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,6 +26,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from rehab.runtime.centerface import CenterFace, FaceDetections, FaceModelError, box_iou
 from rehab.runtime.smoothing import reliable_mask
 from rehab.settings import AnonymizeSettings
 
@@ -41,11 +46,10 @@ HEAD_PER_TORSO_RANGE = (0.08, 1.0)
 # the shoulder width when the person is seen from the side and the shoulders overlap.
 TORSO_TO_BODY_SCALE = 0.5
 
-# Haar detector parameters: OpenCV's usual values; a face smaller than this is too small to recognise.
-HAAR_SCALE_FACTOR = 1.1
-HAAR_MIN_NEIGHBORS = 4
-HAAR_MIN_FACE_PX = 20
-HAAR_CASCADE = "haarcascade_frontalface_default.xml"
+# A new detection continues a carried face box when it overlaps the box's prediction by this IoU.
+TRACK_MATCH_IOU = 0.1
+# A measured face speed above this many face sizes per frame is a mismatch, not motion: it is capped.
+MAX_SPEED_PER_FRAME = 0.5
 
 Box = tuple[int, int, int, int]
 
@@ -177,93 +181,163 @@ def blur_box(frame_bgr: np.ndarray, box: Box, blocks: int) -> None:
     frame_bgr[y1:y2, x1:x2] = pixelate(frame_bgr[y1:y2, x1:x2], blocks)
 
 
-def haar_cascade_path() -> str | None:
-    """Path of OpenCV's frontal-face cascade, or None when this OpenCV build ships no cascades (5.x)."""
-    data = getattr(cv2, "data", None)
-    directory = getattr(data, "haarcascades", None) if data is not None else None
-    if not directory:
-        return None
-    path = os.path.join(directory, HAAR_CASCADE)
-    return path if os.path.isfile(path) else None
+@dataclass
+class FaceTrack:
+    """One face the detector found: its last box, where and when it was seen, and its velocity."""
+
+    box_xyxy: np.ndarray  # float (4,), frame pixels
+    seen_frame: int  # index of the frame the detector saw it on
+    velocity_px: np.ndarray = field(default_factory=lambda: np.zeros(2))  # box centre, pixels per frame
+    misses: int = 0  # detector runs in a row that did not see it
+
+    def box_at(self, frame: int, growth_per_frame: float, max_growth: float) -> tuple[float, float, float, float]:
+        """The region the face can be in at ``frame``: last box and its moved copy, grown with the age."""
+        age = max(frame - self.seen_frame, 0)
+        moved = self.box_xyxy + np.tile(self.velocity_px * age, 2)
+        x1, y1 = min(self.box_xyxy[0], moved[0]), min(self.box_xyxy[1], moved[1])
+        x2, y2 = max(self.box_xyxy[2], moved[2]), max(self.box_xyxy[3], moved[3])
+        grow = min(growth_per_frame * age, max_growth)
+        size = max(self.box_xyxy[2] - self.box_xyxy[0], self.box_xyxy[3] - self.box_xyxy[1])
+        return (float(x1 - grow * size), float(y1 - grow * size), float(x2 + grow * size), float(y2 + grow * size))
 
 
-class HaarFaceDetector:
-    """OpenCV's Haar frontal-face detector on a downscaled grey copy of the frame."""
+class FaceTracker:
+    """Detector boxes carried between detector runs: matched, moved, held while the detector blinks."""
 
-    def __init__(self, max_side_px: int = 960, cascade_path: str | None = None) -> None:
-        path = cascade_path or haar_cascade_path()
-        if path is None:
-            raise FileNotFoundError(f"OpenCV {cv2.__version__} ships no Haar cascade {HAAR_CASCADE!r} "
-                                    "(cv2.data.haarcascades is missing; opencv-python-headless<5 has it)")
-        self._cascade = cv2.CascadeClassifier(path)
-        if self._cascade.empty():
-            raise ValueError(f"could not load the Haar cascade {path}")
-        self.max_side_px = int(max_side_px)
+    def __init__(self, settings: AnonymizeSettings) -> None:
+        self.settings = settings
+        self.tracks: list[FaceTrack] = []
+        self.last_run_frame: int | None = None
 
-    @classmethod
-    def available(cls) -> bool:
-        return haar_cascade_path() is not None
+    def reset(self) -> None:
+        self.tracks = []
+        self.last_run_frame = None
 
-    def detect(self, frame_bgr: np.ndarray) -> list[tuple[float, float, float, float]]:
-        h, w = frame_bgr.shape[:2]
-        scale = min(1.0, self.max_side_px / float(max(h, w)))
-        grey = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
-        if scale < 1.0:
-            grey = cv2.resize(grey, (max(int(w * scale), 1), max(int(h * scale), 1)), interpolation=cv2.INTER_AREA)
-        grey = cv2.equalizeHist(grey)
-        found = self._cascade.detectMultiScale(grey, scaleFactor=HAAR_SCALE_FACTOR, minNeighbors=HAAR_MIN_NEIGHBORS,
-                                               minSize=(HAAR_MIN_FACE_PX, HAAR_MIN_FACE_PX))
-        return [(x / scale, y / scale, (x + fw) / scale, (y + fh) / scale) for x, y, fw, fh in np.asarray(found).reshape(-1, 4)]
+    def update(self, found: FaceDetections, frame: int) -> None:
+        """Take the detections of the frame with index ``frame``."""
+        s = self.settings
+        boxes = np.asarray(found.boxes_xyxy, np.float64).reshape(-1, 4)
+        predicted = np.array([t.box_at(frame, 0.0, 0.0) for t in self.tracks]).reshape(-1, 4)
+        iou = box_iou(boxes, predicted) if len(boxes) and len(predicted) else np.zeros((len(boxes), len(predicted)))
+        matched_tracks: set[int] = set()
+        new_tracks: list[FaceTrack] = []
+        for d in np.argsort(-found.scores, kind="stable"):
+            candidates = [(iou[d, t], t) for t in range(len(self.tracks)) if t not in matched_tracks
+                          and iou[d, t] > TRACK_MATCH_IOU]
+            box = boxes[d]
+            if not candidates:
+                new_tracks.append(FaceTrack(box.copy(), frame))
+                continue
+            _, t = max(candidates)
+            matched_tracks.add(t)
+            track = self.tracks[t]
+            frames = frame - track.seen_frame
+            if frames > 0:
+                centre_new = (box[:2] + box[2:]) / 2.0
+                centre_old = (track.box_xyxy[:2] + track.box_xyxy[2:]) / 2.0
+                size = max(box[2] - box[0], box[3] - box[1], 1.0)
+                velocity = (centre_new - centre_old) / frames
+                speed = float(np.linalg.norm(velocity))
+                if speed > MAX_SPEED_PER_FRAME * size:
+                    velocity *= MAX_SPEED_PER_FRAME * size / speed
+                track.velocity_px = velocity
+            track.box_xyxy, track.seen_frame, track.misses = box.copy(), frame, 0
+        kept = []
+        for i, track in enumerate(self.tracks):
+            if i not in matched_tracks:
+                track.misses += 1
+                if track.misses > s.face_hold_runs and frame - track.seen_frame > s.face_hold_frames:
+                    continue
+            kept.append(track)
+        self.tracks = kept + new_tracks
+        self.last_run_frame = frame if self.last_run_frame is None else max(self.last_run_frame, frame)
+
+    def boxes_at(self, frame: int) -> list[tuple[float, float, float, float]]:
+        s = self.settings
+        return [pad_box(t.box_at(frame, s.face_growth_per_frame, s.face_max_growth), s.face_detector_margin)
+                for t in self.tracks]
 
 
 @dataclass
 class Anonymizer:
-    """Blurs faces in each frame; stateful only for the detector's cadence and its last boxes."""
+    """Blurs faces in each frame; stateful for the face tracks, the detector's worker and recent head boxes.
+
+    ``detector`` (keyword) shares an already loaded CenterFace; by default one is loaded from the model fetched
+    at set-up when ``settings.face_detector`` is on.
+    """
 
     joint_names: tuple[str, ...]
     settings: AnonymizeSettings = field(default_factory=AnonymizeSettings)
     min_score: float = 0.3
+    detector: CenterFace | None = None
 
     def __post_init__(self) -> None:
         self.joint_names = tuple(self.joint_names)
-        self._detector: HaarFaceDetector | None = None
-        if self.settings.enabled and self.settings.face_detector:
-            if HaarFaceDetector.available():
-                self._detector = HaarFaceDetector(self.settings.face_detector_max_side_px)
-            else:
-                logger.info("no Haar cascades in OpenCV %s: faces are located from the pose only", cv2.__version__)
+        s = self.settings
+        # Why the face detector cannot be used; every frame is then blurred whole (never open).
+        self.detector_error = ""
+        if s.enabled and s.face_detector and self.detector is None:
+            threads = s.face_detector_background_threads if s.face_detector_background else s.face_detector_threads
+            try:
+                self.detector = CenterFace(max_side_px=s.face_detector_max_side_px,
+                                           threshold=s.face_detector_threshold, threads=threads)
+            except (FaceModelError, ValueError) as exc:
+                self.detector_error = str(exc)
+                logger.error("face detector unavailable, every frame will be blurred whole: %s", exc)
+        if not s.face_detector:
+            self.detector = None
+        self._tracker = FaceTracker(s)
         self._frames = 0
-        self._detected: list[tuple[float, float, float, float]] = []
         self._executor: ThreadPoolExecutor | None = None
         self._pending: Future | None = None
-        self._recent_heads: deque = deque(maxlen=self.settings.head_box_memory_frames)
+        self._pending_frame = -1
+        self._last_submit = None
+        self._recent_heads: deque = deque(maxlen=s.head_box_memory_frames)
 
     @property
     def has_face_detector(self) -> bool:
-        return self._detector is not None
+        return self.detector is not None
 
     def reset(self) -> None:
         self._frames = 0
-        self._detected = []
+        self._tracker.reset()
         self._pending = None
+        self._last_submit = None
         self._recent_heads.clear()
 
-    def _update_detections(self, frame_bgr: np.ndarray) -> None:
-        """Refresh the detector's boxes every N frames (on the unblurred frame); they hold in between."""
-        s = self.settings
-        due = self._frames % s.face_detector_every_frames == 0
+    def close(self) -> None:
+        """Stop the detector's worker thread (if any)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def _detect(self, frame_bgr: np.ndarray) -> FaceDetections:
+        return self.detector.detect(frame_bgr)
+
+    def _update_detections(self, frame_bgr: np.ndarray) -> str:
+        """Run or collect the detector for this frame; why the whole frame must be blurred ("" when not)."""
+        s, frame = self.settings, self._frames
         if not s.face_detector_background:
-            if due:
-                self._detected = [pad_box(b, s.face_detector_margin) for b in self._detector.detect(frame_bgr)]
-            return
+            if frame % s.face_detector_every_frames == 0:
+                self._tracker.update(self._detect(frame_bgr), frame)
+            return ""
         if self._pending is not None and self._pending.done():
-            found, self._pending = self._pending.result(), None
-            self._detected = [pad_box(b, s.face_detector_margin) for b in found]
+            pending, self._pending = self._pending, None
+            self._tracker.update(pending.result(), self._pending_frame)  # an error here blurs the whole frame
+        due = self._last_submit is None or frame - self._last_submit >= s.face_detector_background_every_frames
         if due and self._pending is None:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="face-detector")
-            # OpenCV releases the GIL while detecting, so the worker runs beside the pose model.
-            self._pending = self._executor.submit(self._detector.detect, frame_bgr.copy())
+            # ONNX Runtime releases the GIL while it runs, so the worker runs beside the pose model.
+            self._pending = self._executor.submit(self._detect, frame_bgr.copy())
+            self._pending_frame, self._last_submit = frame, frame
+        last = self._tracker.last_run_frame
+        if last is None:
+            return "waiting for the face detector"
+        if frame - last > s.face_detector_max_age_frames:
+            logger.debug("face detector %d frames behind", frame - last)
+            return "face detector too far behind"
+        return ""
 
     def __call__(self, frame_bgr: np.ndarray, keypoints_px: np.ndarray | None, scores: np.ndarray | None) -> AnonymizedFrame:
         """An anonymised copy of ``frame_bgr`` (the input is not modified)."""
@@ -275,6 +349,8 @@ class Anonymizer:
         except Exception:  # noqa: BLE001 - failing closed: any error blurs the whole frame
             logger.exception("anonymisation failed; blurring the whole frame")
             return self._whole_frame(frame_bgr.copy(), "anonymisation error")
+        finally:
+            self._frames += 1
 
     def _whole_frame(self, out: np.ndarray, reason: str) -> AnonymizedFrame:
         h, w = out.shape[:2]
@@ -285,11 +361,15 @@ class Anonymizer:
         h, w = out.shape[:2]
         boxes: list[tuple[float, float, float, float]] = []
         sources: list[str] = []
-        if self._detector is not None:
-            self._update_detections(out)
-            boxes += self._detected
-            sources += ["detector"] * len(self._detected)
-        self._frames += 1
+        if self.detector_error:
+            return self._whole_frame(out, "face detector unavailable")
+        if self.detector is not None:
+            behind = self._update_detections(out)
+            if behind:
+                return self._whole_frame(out, behind)
+            detected = self._tracker.boxes_at(self._frames)
+            boxes += detected
+            sources += ["detector"] * len(detected)
 
         head = None
         if keypoints_px is not None and scores is not None:

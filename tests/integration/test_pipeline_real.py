@@ -11,7 +11,6 @@ and fail for a model that misplaces joints on these full-height clips (the epoch
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import pytest
 
 from rehab.pipeline import Pipeline
 from rehab.runtime.video import read_frames
+from tests.default_model import load_default_model
 
 logger = logging.getLogger(__name__)
 
@@ -27,19 +27,6 @@ STATIC = "pose2sim_static_cam01.mp4"
 EVERY = 4  # of the 100 frames at 60 fps: 25 frames per clip, 15 fps
 MAX_SIDE_PX = 960
 MIN_FOUND_FRACTION = 0.95
-
-
-def load_default_model():
-    """The embedded default model; skips (or fails when REHAB_REQUIRE_MODEL=1) while it does not exist."""
-    from rehab.runtime.model import PoseModel
-
-    try:
-        return PoseModel.load(threads=2)
-    except FileNotFoundError as exc:
-        reason = f"no default pose model yet: {exc}"
-        if os.environ.get("REHAB_REQUIRE_MODEL") == "1":
-            pytest.fail(reason + " (REHAB_REQUIRE_MODEL=1 makes a missing model an error)")
-        pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""Anonymisation: head boxes from hand-built poses, fail-closed fallbacks, and an independent face check."""
+"""Anonymisation: head boxes from hand-built poses, the CenterFace detector and its carried boxes, fail-closed
+fallbacks (missing or corrupt model too), and an independent face check (Haar cascades the anonymiser does not use)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import numpy as np
 import pytest
 
 from rehab.core.skeleton import LSP14, MPII16
-from rehab.runtime.anonymize import Anonymizer, HaarFaceDetector, clip_box, locate_head, pixelate
+from rehab.runtime.anonymize import Anonymizer, FaceTracker, clip_box, locate_head, pixelate
+from rehab.runtime.centerface import FETCH_COMMAND, MODEL_ENV, FaceDetections, decode, nms
 from rehab.settings import AnonymizeSettings
 
 # Hand-placed LSP joints on astronaut.png (512x512): the head top on the hair, the neck under the chin,
@@ -31,7 +33,7 @@ def lsp_pose(joints: dict[str, tuple[float, float]], score: float = 0.9) -> tupl
 
 def face_detectors():
     """Two of OpenCV's cascades, neither of which is the one the anonymiser itself uses."""
-    if not HaarFaceDetector.available():
+    if not getattr(getattr(cv2, "data", None), "haarcascades", None):
         pytest.fail(f"OpenCV {cv2.__version__} ships no Haar cascades: install opencv-python-headless<5 "
                     "(pyproject pins it) for the independent face check")
     return [cv2.CascadeClassifier(cv2.data.haarcascades + name)
@@ -128,19 +130,6 @@ def test_off_means_off(astronaut):
     assert np.array_equal(result.frame_bgr, astronaut) and not result.boxes_xyxy
 
 
-def test_haar_detector_adds_a_box_for_a_face_the_pose_missed(astronaut):
-    if not HaarFaceDetector.available():
-        pytest.skip(f"OpenCV {cv2.__version__} has no Haar cascades (install opencv-python-headless<5)")
-    # The pose puts the head on the right of the picture (wrong); the detector still finds the real face.
-    kp, scores = lsp_pose({"head_top": (440, 300), "neck": (440, 380), "right_shoulder": (400, 420),
-                           "left_shoulder": (480, 420)})
-    anonymizer = Anonymizer(LSP14.joints, AnonymizeSettings(face_detector=True))
-    assert anonymizer.has_face_detector
-    result = anonymizer(astronaut, kp, scores)
-    assert "detector" in result.sources and "head" in result.sources
-    assert faces_still_found(astronaut, result.frame_bgr) == 0
-
-
 def test_mpii_joint_set_and_head_size():
     kp = np.full((MPII16.num_joints, 2), np.nan)
     reliable = np.zeros(MPII16.num_joints, dtype=bool)
@@ -178,42 +167,6 @@ def test_box_helpers():
     assert np.abs(out.astype(int) - region.mean(axis=(0, 1))).mean() < np.abs(region.astype(int) - region.mean(axis=(0, 1))).mean() / 3
 
 
-def test_works_without_cascades_as_in_opencv_5(astronaut, monkeypatch):
-    """OpenCV 5.x wheels ship no cv2.data cascades: the anonymiser falls back to the pose alone."""
-    import rehab.runtime.anonymize as anonymize
-
-    monkeypatch.setattr(anonymize.cv2, "data", None, raising=False)
-    assert anonymize.haar_cascade_path() is None and not HaarFaceDetector.available()
-    with pytest.raises(FileNotFoundError, match="opencv-python-headless<5"):
-        HaarFaceDetector()
-    anonymizer = Anonymizer(LSP14.joints, AnonymizeSettings(face_detector=True))
-    assert not anonymizer.has_face_detector
-    kp, scores = lsp_pose(ASTRONAUT_JOINTS)
-    result = anonymizer(astronaut, kp, scores)
-    assert result.sources == ("head",)
-    monkeypatch.undo()  # the test's own detectors need the cascades back
-    assert faces_still_found(astronaut, result.frame_bgr) == 0
-
-
-def test_background_detector_boxes_arrive_and_hold(astronaut):
-    if not HaarFaceDetector.available():
-        pytest.skip(f"OpenCV {cv2.__version__} has no Haar cascades (install opencv-python-headless<5)")
-    import time
-
-    kp, scores = lsp_pose({"head_top": (440, 300), "neck": (440, 380), "right_shoulder": (400, 420),
-                           "left_shoulder": (480, 420)})
-    anonymizer = Anonymizer(LSP14.joints, AnonymizeSettings(face_detector_background=True,
-                                                             face_detector_every_frames=100))
-    first = anonymizer(astronaut, kp, scores)
-    assert "detector" not in first.sources  # submitted, not back yet
-    deadline = time.monotonic() + 30
-    while anonymizer._pending is not None and not anonymizer._pending.done() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    later = [anonymizer(astronaut, kp, scores) for _ in range(3)]
-    assert all("detector" in r.sources for r in later)
-    assert faces_still_found(astronaut, later[-1].frame_bgr) == 0
-
-
 def test_head_contradicting_the_torso_is_not_trusted():
     # A rough model's classic miss: head_top and neck placed on the hips, while the torso stands upright.
     upright = {"left_shoulder": (120, 100), "right_shoulder": (80, 100), "left_hip": (115, 220), "right_hip": (85, 220)}
@@ -242,3 +195,113 @@ def test_recent_head_boxes_are_blurred_too(astronaut):
     for _ in range(3):
         result = anonymizer(astronaut, wrong, wrong_scores)
     assert len(result.boxes_xyxy) == 1 and faces_still_found(astronaut, result.frame_bgr) >= 1  # memory expired
+
+
+# A pose that puts the head at the lower right of astronaut.png, far from the real face (a wrong pose).
+WRONG_HEAD = {"head_top": (440, 300), "neck": (440, 380), "right_shoulder": (400, 420), "left_shoulder": (480, 420)}
+
+
+def test_detector_blurs_a_face_the_pose_missed(astronaut, face_model):
+    kp, scores = lsp_pose(WRONG_HEAD)
+    anonymizer = Anonymizer(LSP14.joints, AnonymizeSettings())
+    assert anonymizer.has_face_detector and not anonymizer.detector_error
+    result = anonymizer(astronaut, kp, scores)
+    assert "detector" in result.sources and "head" in result.sources and not result.whole_frame
+    face = face_region(astronaut)
+    box = result.boxes_xyxy[result.sources.index("detector")]
+    assert box[0] <= face[0] and box[1] <= face[1] and box[2] >= face[2] and box[3] >= face[3]
+    assert faces_still_found(astronaut, result.frame_bgr) == 0
+
+
+@pytest.mark.parametrize("problem", ["missing", "corrupt"])
+def test_missing_or_corrupt_model_fails_closed(astronaut, face_model, tmp_path, monkeypatch, caplog, problem):
+    path = tmp_path / "centerface.onnx"
+    if problem == "corrupt":
+        path.write_bytes(face_model.read_bytes()[:100_000])  # a truncated copy
+    monkeypatch.setenv(MODEL_ENV, str(path))
+    anonymizer = Anonymizer(LSP14.joints, AnonymizeSettings())
+    assert FETCH_COMMAND in anonymizer.detector_error
+    assert ("not found" if problem == "missing" else "corrupt") in anonymizer.detector_error
+    assert FETCH_COMMAND in caplog.text
+    kp, scores = lsp_pose(ASTRONAUT_JOINTS)  # even with a well-located head: nobody else's face is known
+    for _ in range(2):
+        result = anonymizer(astronaut, kp, scores)
+        assert result.whole_frame and result.reason == "face detector unavailable"
+    assert faces_still_found(astronaut, result.frame_bgr) == 0
+
+
+def test_background_detector_fails_closed_until_its_boxes_arrive(astronaut, face_model):
+    import time
+
+    kp, scores = lsp_pose(WRONG_HEAD)
+    anonymizer = Anonymizer(LSP14.joints, AnonymizeSettings(face_detector_background=True,
+                                                             face_detector_max_age_frames=1000))
+    first = anonymizer(astronaut, kp, scores)
+    assert first.whole_frame and first.reason == "waiting for the face detector"
+    deadline = time.monotonic() + 30
+    while not anonymizer._pending.done() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    later = [anonymizer(astronaut, kp, scores) for _ in range(3)]
+    assert all("detector" in r.sources and not r.whole_frame for r in later)
+    assert faces_still_found(astronaut, later[-1].frame_bgr) == 0
+    anonymizer.close()
+
+
+def test_background_detector_too_far_behind_blurs_the_whole_frame(astronaut, face_model):
+    import time
+
+    kp, scores = lsp_pose(ASTRONAUT_JOINTS)
+    settings = AnonymizeSettings(face_detector_background=True, face_detector_max_age_frames=2,
+                                 face_detector_background_every_frames=1000)
+    anonymizer = Anonymizer(LSP14.joints, settings)
+    anonymizer(astronaut, kp, scores)
+    while not anonymizer._pending.done():
+        time.sleep(0.01)
+    results = [anonymizer(astronaut, kp, scores) for _ in range(5)]
+    assert not results[0].whole_frame  # the result of frame 0, one frame old
+    assert results[-1].whole_frame and "behind" in results[-1].reason
+    anonymizer.close()
+
+
+def detections(*boxes, score: float = 0.9) -> FaceDetections:
+    return FaceDetections(np.array(boxes, np.float32).reshape(-1, 4), np.full(len(boxes), score, np.float32))
+
+
+def test_carried_face_boxes_are_held_moved_and_grown():
+    s = AnonymizeSettings(face_hold_frames=3, face_hold_runs=1, face_growth_per_frame=0.1, face_max_growth=0.5,
+                          face_detector_margin=0.0)
+    tracker = FaceTracker(s)
+    tracker.update(detections((100, 100, 120, 120)), frame=0)
+    assert tracker.boxes_at(0) == [(100.0, 100.0, 120.0, 120.0)]
+    tracker.update(detections((110, 100, 130, 120)), frame=2)  # moving right at 5 px per frame
+    assert len(tracker.tracks) == 1 and tracker.tracks[0].velocity_px.tolist() == [5.0, 0.0]
+    # Two frames later (no detector run): moved 10 px, grown 0.2 x 20 px per side, the last box still inside.
+    assert tracker.boxes_at(4) == [pytest.approx((106.0, 96.0, 144.0, 124.0))]
+    # Growth stops at face_max_growth (0.5 x 20 px per side).
+    x1, y1, x2, y2 = tracker.boxes_at(30)[0]
+    assert y1 == pytest.approx(90.0) and y2 == pytest.approx(130.0)
+    # The detector blinks: the box is held for face_hold_frames after it was last seen, then dropped.
+    for frame in (3, 4, 5):
+        tracker.update(detections(), frame=frame)
+        assert len(tracker.tracks) == 1
+    tracker.update(detections(), frame=6)
+    assert tracker.tracks == []
+    # Unrelated detections start tracks of their own.
+    tracker.update(detections((0, 0, 10, 10), (300, 300, 330, 330)), frame=7)
+    assert len(tracker.boxes_at(7)) == 2
+
+
+def test_centerface_decode_and_nms():
+    heat = np.zeros((1, 1, 20, 30), np.float32)
+    heat[0, 0, 5, 10] = 0.9
+    heat[0, 0, 5, 11] = 0.6  # the same face one cell over: suppressed
+    heat[0, 0, 15, 25] = 0.4
+    log_scale = np.full((1, 2, 20, 30), np.log(32 / 4), np.float32)  # exp(scale) x the 4 px stride = 32 px
+    offset = np.zeros((1, 2, 20, 30), np.float32)
+    found = decode(heat, log_scale, offset, threshold=0.3)
+    assert found.scores.tolist() == pytest.approx([0.9, 0.4])
+    # Centre of cell (5, 10) at stride 4: x = 10.5 * 4 = 42, y = 5.5 * 4 = 22; 32 x 32 px.
+    assert found.boxes_xyxy[0].tolist() == pytest.approx([26.0, 6.0, 58.0, 38.0])
+    assert len(decode(heat, log_scale, offset, threshold=0.95)) == 0
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], np.float64)
+    assert nms(boxes, np.array([0.5, 0.9, 0.7]), 0.3).tolist() == [1, 2]

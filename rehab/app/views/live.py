@@ -239,6 +239,8 @@ def render() -> None:
         st.info("The live session needs a working pose model; see the message above.")
         return
 
+    # Live video runs the face detector on a worker thread (batch runs it on every frame in the loop).
+    runtime = runtime.with_overrides(anonymize={"face_detector_background": True})
     config = (id(model), name, runtime)
     if st.session_state.get(CONFIG_KEY) != config:
         live.configure(Pipeline(model, runtime, exercise), exercise.angles)

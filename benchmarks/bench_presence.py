@@ -38,8 +38,9 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     model = PoseModel.load(args.model, threads=args.threads)
-    variants = {"as shipped": RuntimeSettings(),
-                "presence ignored": RuntimeSettings().with_overrides(scores={"presence_min": 0.0})}
+    # The face detector does not change who is found; it stays off to keep the run short.
+    base = RuntimeSettings().with_overrides(anonymize={"face_detector": False})
+    variants = {"as shipped": base, "presence ignored": base.with_overrides(scores={"presence_min": 0.0})}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         clips = [(c.name, build_clip(c, Path(tmp)), c.truth, c.entries) for c in BUILT_CLIPS]

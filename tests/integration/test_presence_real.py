@@ -14,10 +14,14 @@ import pytest
 from rehab.pipeline import Pipeline
 from rehab.runtime.model import PoseModel
 from rehab.runtime.video import VideoWriter
+from rehab.settings import RuntimeSettings
 from tests.conftest import check_data, get_shared_dir
 from tests.presence_clips import (ALL_PRESENT, BUILT_CLIPS, SPORTS2D_PEOPLE, build_clip, find_clip, run_pipeline,
                                   score_presence, skeleton_on_people)
 
+# Who is there, not whose face is blurred (tests/integration/test_pipeline_faces.py): the face detector, the
+# costliest stage in batch, stays out of these runs.
+SETTINGS = RuntimeSettings().with_overrides(anonymize={"face_detector": False})
 MAX_PHANTOM_RATE = 0.02
 MIN_FOUND_RATE = 0.95
 MAX_ACQUISITION_FRAMES = 10
@@ -56,7 +60,7 @@ def built(tmp_path_factory) -> dict:
                                   for c in BUILT_CLIPS])
 def test_no_skeleton_where_nobody_is_and_the_person_is_found_again(model, built, name, record_property):
     clip, path = built[name]
-    rows = run_pipeline(Pipeline(model), path)
+    rows = run_pipeline(Pipeline(model, SETTINGS), path)
     score = score_presence(name, [r["found"] for r in rows], clip.truth, clip.entries,
                            [r["pose_ms"] for r in rows], [r["searched"] for r in rows])
     record_property("presence_score", score)
@@ -69,21 +73,21 @@ def test_no_skeleton_where_nobody_is_and_the_person_is_found_again(model, built,
 @pytest.mark.parametrize("name", [pytest.param(n, marks=OUTDOOR_GAP) if n.startswith("sports2d") else n
                                   for n in ALL_PRESENT])
 def test_a_person_is_found_on_the_real_clips(model, name):
-    rows = run_pipeline(Pipeline(model), clip_path(name))
+    rows = run_pipeline(Pipeline(model, SETTINGS), clip_path(name))
     found = np.array([r["found"] for r in rows])
     assert found.mean() >= MIN_FOUND_RATE, f"{name}: person found on {found.mean():.0%} of {found.size} frames"
 
 
 @OUTDOOR_GAP
 def test_sports2d_skeletons_lie_on_people_not_on_trees(model):
-    rows = run_pipeline(Pipeline(model), clip_path("sports2d_demo.mp4"))
+    rows = run_pipeline(Pipeline(model, SETTINGS), clip_path("sports2d_demo.mp4"))
     on_people = skeleton_on_people(rows, SPORTS2D_PEOPLE, (1768, 994))
     assert len(on_people) >= 3, f"skeletons on only {sorted(on_people)} of the labelled frames"
     assert all(on_people.values()), f"skeleton off every person on frames {[f for f, ok in on_people.items() if not ok]}"
 
 
 def test_nobody_squats_in_sports2d_so_no_squat_is_counted(model):
-    rows = run_pipeline(Pipeline(model, exercise="squat"), clip_path("sports2d_demo.mp4"))
+    rows = run_pipeline(Pipeline(model, SETTINGS, exercise="squat"), clip_path("sports2d_demo.mp4"))
     assert sum(r["new_rep"] for r in rows) == 0
     knee = np.array([r["angles_deg"]["left_knee_flexion"] for r in rows])
     steps = np.abs(np.diff(knee))
@@ -101,6 +105,6 @@ def test_blank_and_noise_clips_show_nobody(model, tmp_path, kind):
             else:
                 frame = np.full((360, 640, 3), 0 if kind == "black" else 255, np.uint8)
             writer.write(frame)
-    rows = run_pipeline(Pipeline(model, exercise="squat"), path)
+    rows = run_pipeline(Pipeline(model, SETTINGS, exercise="squat"), path)
     assert len(rows) == 45 and not any(r["found"] for r in rows)
     assert all(np.isnan(v) for r in rows for v in r["angles_deg"].values())

@@ -20,7 +20,6 @@ from rehab.analysis.exercises import EXERCISES
 from rehab.app import common
 from rehab.app.live_session import LiveSession, LiveSnapshot, RecordingResult
 from rehab.app.outputs import store_repetitions
-from rehab.app.webrtc_relay import use_newest_frame_relay
 from rehab.pipeline import Pipeline
 from rehab.store import SessionRecord, StoreError
 
@@ -37,9 +36,10 @@ STALL_AFTER_S = 3.0
 ANGLE_SLIDER_MAX_DEG = 180
 # Whole chart, axes included; the legend sits inside the plot (above the usual angles) to save room.
 CHART_HEIGHT_PX = 260
-# The camera is asked for at most the recording's rate: only the newest frame is processed anyway, recordings
-# are written at RECORD_FPS, and fewer frames to decode leave the loaded server more time (camera frames no
-# longer pile up either way: rehab.app.webrtc_relay).
+# The camera is asked for at most the recording's rate. streamlit-webrtc relays the camera to the frame
+# callback through an unbounded queue of decoded frames, drained only as fast as the server keeps up; at 30 fps
+# on two busy cores the server fell behind and its memory grew ~1.5 MB/s (benchmarks/README.md, "Long
+# sessions"). Only the newest frame is processed anyway, and recordings are written at RECORD_FPS.
 CAMERA_MAX_FPS = 15
 CAMERA_CONSTRAINTS = {"video": {"width": {"ideal": 640}, "height": {"ideal": 480},
                                 "frameRate": {"ideal": CAMERA_MAX_FPS, "max": CAMERA_MAX_FPS}},
@@ -245,8 +245,6 @@ def render() -> None:
     if st.session_state.get(CONFIG_KEY) != config:
         live.configure(Pipeline(model, runtime, exercise), exercise.angles)
         st.session_state[CONFIG_KEY] = config
-
-    use_newest_frame_relay()
 
     async def on_frames(frames: list[av.VideoFrame]) -> list[av.VideoFrame]:
         # streamlit-webrtc's worker thread: no st.* here. Only the newest frame is processed.

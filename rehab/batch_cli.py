@@ -63,13 +63,13 @@ def process_command(
         "--progress/--no-progress", help="Progress bars (default: when the terminal shows them).",
         show_default=False)] = None,
     engine: Annotated[str, typer.Option(
-        "--engine", help="Where videos run: local (worker processes here) or ray (one Ray task per video; "
+        "--engine", metavar="local|ray", help="Where videos run: local (worker processes here) or ray (one Ray task per video; "
         "needs the [cluster] extra).")] = "local",
     address: Annotated[str | None, typer.Option(
-        "--address", help="Ray cluster for --engine ray: auto, HOST:PORT or ray://HOST:10001 (default: start a "
+        "--address", metavar="ADDRESS", help="Ray cluster for --engine ray: auto, HOST:PORT or ray://HOST:10001 (default: start a "
         "local Ray instance).", show_default=False)] = None,
     cpus_per_video: Annotated[int | None, typer.Option(
-        "--cpus-per-video", min=1, help="CPUs Ray reserves for each video, and its threads (--engine ray; "
+        "--cpus-per-video", min=1, metavar="N", help="CPUs Ray reserves for each video, and its threads (--engine ray; "
         "default 1).", show_default=False)] = None,
 ) -> None:
     """Process recorded sessions: annotated video, frames table, summary and report for each video."""

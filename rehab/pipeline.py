@@ -157,7 +157,7 @@ class Pipeline:
         return f"nobody here (presence {presence:.2f} < {self.presence_min:.2f})"
 
     def _search(self, frame: np.ndarray, size: tuple[int, int]) -> tuple["Pose", RoiDecision]:
-        """Look for a person in the whole frame and in overlapping windows; the most present one wins.
+        """Look for a person in the whole frame and in overlapping windows, widest view first.
 
         A model without a presence output looks at the whole frame only: its joint scores are high on
         background too, so they cannot say which window holds the person. The winner is refined on the region
@@ -168,7 +168,12 @@ class Pipeline:
         windows = search_windows(size, scales, s.roi.search_overlap)
         poses = self.model.predict_batch([frame] * len(windows), windows) if len(windows) > 1 else [
             self.model.predict(frame)]
-        best = int(np.argmax([_presence(p) or 0.0 for p in poses]))
+        # The widest view that finds somebody wins (the whole frame first): a window cut through a person also
+        # scores a high presence for the half it shows, and tracking from it would lose the legs. The windows
+        # decide only when the wider views find nobody, and then the most present one wins.
+        presences = [_presence(p) or 0.0 for p in poses]
+        present = [i for i, v in enumerate(presences) if not self._absent_reason(v)]
+        best = present[0] if present else int(np.argmax(presences))
         raw = poses[best]
         where = "whole frame" if windows[best] is None else f"window {best} of {len(windows) - 1}"
         region = RoiDecision(windows[best], f"search: {where}")

@@ -180,9 +180,12 @@ class AngleSettings:
     # Frame-to-frame noise of a correct estimate, allowed on top of the speed limit.
     jump_tolerance_deg: float = 15.0
     gate_jumps: bool = True
+    # No knee, hip or elbow flexes further than this (about 150-160 deg at the knee, with the calf against the
+    # thigh); a larger flexion is a misplaced joint (an ankle put on the hip), reported as unknown.
+    max_flexion_deg: float = 165.0
 
     def __post_init__(self) -> None:
-        _positive(self, "max_speed_deg_s")
+        _positive(self, "max_speed_deg_s", "max_flexion_deg")
         _non_negative(self, "jump_tolerance_deg")
 
 

@@ -4,7 +4,8 @@ A misplaced joint (a knee snapping onto a floor post for a frame) turns an angle
 frames, which no joint can do. Such a sample is dropped (reported as unknown), not smoothed into the series:
 a smoothed spike would still bend the range of motion and could complete a repetition. If the new value
 persists, the earlier series was the wrong one, and the gate follows the new value from its second sample.
-For the same reason the first sample of a series is only reported once the next one agrees with it.
+For the same reason the first sample of a series is only reported once the next one agrees with it, and a
+flexion beyond what a joint can do (AngleSettings.max_flexion_deg) is never reported.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ class AngleGate:
             value = float(value)
             if not self.settings.gate_jumps or not math.isfinite(value):
                 out[name] = value
+                continue
+            if name.endswith("_flexion") and value > self.settings.max_flexion_deg:
+                self.rejected += 1
+                out[name] = math.nan
                 continue
             last = self._accepted.get(name)
             candidate = self._candidate.pop(name, None)

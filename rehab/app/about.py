@@ -27,6 +27,8 @@ DATASET_WORDS = {
     "lspet": "photos of people doing sport (LSP Extended)",
     "mpii": "photos of everyday activities (MPII)",
     "coco": "everyday photos (COCO)",
+    "video": "frames of lab videos (Pose2Sim)",
+    "synthetic": "generated images with nobody in them",
 }
 BACKBONE_WORDS = {"mobilenet_v2": "small, fast MobileNetV2 network", "resnet50": "large ResNet-50 network",
                   "resnet101": "large ResNet-101 network", "resnet152": "large ResNet-152 network"}
@@ -143,7 +145,8 @@ def training_words(training: Mapping[str, Any]) -> str:
     for spec in sets:
         if isinstance(spec, Mapping):
             kind = str(spec.get("kind") or "")
-            split = {"train": "training part", "test": "test part"}.get(str(spec.get("split")), spec.get("split"))
+            split = {"train": "training part", "test": "test part", "all": "all"}.get(str(spec.get("split")),
+                                                                                    spec.get("split"))
             names.append(DATASET_WORDS.get(kind, kind.upper()) + (f", {split}" if split else ""))
     return "; ".join(dict.fromkeys(names))
 

@@ -78,7 +78,11 @@ def test_joints_land_on_the_person(model, clip_results, name):
         chain = ["head_top", "neck", f"{side}_shoulder", f"{side}_hip", f"{side}_knee", f"{side}_ankle"]
         ys = [_median_y(results, j) for j in chain]
         require(model, all(np.isfinite(ys)), f"{name}: a joint of {chain} was never reliable: {ys}")
-        require(model, ys == sorted(ys), f"{name}: median heights out of order: {dict(zip(chain, np.round(ys)))}")
+        # Neighbours of the chain may stand level (raised arms lift the shoulders to the neck's height): out of
+        # order means higher by more than 1% of the frame.
+        level_px = 0.01 * MAX_SIDE_PX
+        require(model, all(b >= a - level_px for a, b in zip(ys, ys[1:])),
+                f"{name}: median heights out of order: {dict(zip(chain, np.round(ys)))}")
     # Frame by frame: ankles below knees below hips wherever a whole leg is reliable.
     ordered = []
     for r in results:

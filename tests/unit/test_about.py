@@ -21,7 +21,12 @@ def test_default_model_reads_in_words_and_numbers():
     check = about.file_check(info.precision, dict(info.variant))
     assert check.startswith("Checked after export against the trained network on 16 images")
     assert "full-precision" not in check
-    assert about.training_words(dict(info.training)) == "photos of people doing sport (LSP), training part"
+    # The shipped model's last training step is its presence head: sport photos, lab video frames, empty images.
+    words = about.training_words(dict(info.training))
+    assert words.startswith("photos of people doing sport (LSP), training part")
+    assert "VIDEO" not in words and "SYNTHETIC" not in words
+    assert about.training_words({"data": {"train": [{"kind": "synthetic"}, {"kind": "lspet", "split": "all"}]}}) == (
+        "generated images with nobody in them; photos of people doing sport (LSP Extended), all")
 
 
 def test_accuracy_falls_back_to_the_training_figure_and_reduced_precision_says_its_drift():

@@ -73,3 +73,10 @@ def test_the_gate_can_be_turned_off_and_reset():
 def test_bad_settings_are_refused(field, value):
     with pytest.raises(ValueError, match=field):
         AngleSettings(**{field: value})
+
+
+def test_a_flexion_no_joint_can_reach_is_dropped():
+    gate = AngleGate(AngleSettings(max_flexion_deg=165.0))
+    out = [gate({"left_knee_flexion": v, "trunk_lean": v}, i / FPS) for i, v in enumerate([150.0, 160.0, 179.0, 160.0])]
+    assert [o["left_knee_flexion"] for o in out][1:] == [160.0, pytest.approx(math.nan, nan_ok=True), 160.0]
+    assert out[2]["trunk_lean"] == 179.0 or math.isnan(out[2]["trunk_lean"])  # not a flexion: the limit is not applied

@@ -164,7 +164,7 @@ def build_report(out_dir: Path) -> dict:
             "model": meta["model"], "baseline": meta["baseline"], "baseline_run_ids": meta["baseline_run_ids"],
             "ci_level": ci, "n_boot": n_boot,
             "arms": arms, "paired": paired, "final": final, "seed_means": _seed_means(arms, primary),
-            "paper": PAPER_TABLES[meta["kind"]], "notes": meta.get("notes", [])}
+            "paper": PAPER_TABLES.get(meta["kind"]), "notes": meta.get("notes", [])}
 
 
 def _seed_means(arms: list[dict], metric: str) -> list[dict]:
@@ -290,9 +290,10 @@ def to_markdown(rep: dict) -> str:
                      f"{aug_text} | {_fmt(t['train_seconds'] / 60 if t['train_seconds'] else None)} min | "
                      f"{_fmt(t['images_per_s'])} | {note} |")
     paper = rep["paper"]
-    lines += ["", f"## The paper, for reference: {paper['caption']}", "", "| arm | MPII | LSP | average |",
-              "|---|---|---|---|"]
-    lines += [f"| {name} | {v[0]:.2f} | {v[1]:.2f} | {v[2]:.2f} |" for name, v in paper["rows"].items()]
+    if paper:
+        lines += ["", f"## The paper, for reference: {paper['caption']}", "", "| arm | MPII | LSP | average |",
+                  "|---|---|---|---|"]
+        lines += [f"| {name} | {v[0]:.2f} | {v[1]:.2f} | {v[2]:.2f} |" for name, v in paper["rows"].items()]
     lines += ["", "## Figures", ""]
     lines += [f"![{Path(f).stem}]({f})" for f in rep.get("figures", [])]
     if rep["notes"]:

@@ -43,6 +43,11 @@ _DIGEST_EXCLUDED = {
     "finetune": ("checkpoint",),
 }
 
+# Options added after runs existed, with the value that means "the behaviour from before the option": a config at
+# that value leaves them out of its digest, so adding an option never turns a finished or half-done arm (whose
+# saved config lacks the key) into a "different config". Every new option of the training config belongs here.
+_DIGEST_OMITTED_AT_DEFAULT: dict[str, dict[str, object]] = {}
+
 
 class ArmConfigMismatch(ValueError):
     """An arm folder holds a run of a different config than the study asks for."""
@@ -68,6 +73,10 @@ def config_digest(cfg: Config, init_digest: str = "") -> str:
     for section, keys in _DIGEST_EXCLUDED.items():
         for key in keys:
             data[section].pop(key, None)
+    for section, defaults in _DIGEST_OMITTED_AT_DEFAULT.items():
+        for key, value in defaults.items():
+            if key in data[section] and data[section][key] == value:
+                del data[section][key]
     return _digest({"config": data, "init": init_digest})
 
 

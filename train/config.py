@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from rehab.core.heatmaps import DECODINGS, ENCODINGS
 from rehab.core.skeleton import get_joint_set
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -118,6 +119,10 @@ class ModelConfig:
     input_size: list[int] = field(default_factory=lambda: [192, 192])  # (w, h)
     heatmap_size: list[int] = field(default_factory=lambda: [48, 48])  # (w, h)
     sigma: float = 2.0
+    # The heatmap codec (rehab.core.heatmaps): coordinate convention standard | udp (unbiased data processing)
+    # and sub-pixel decoding quarter | dark; stored with the weights, so export and runtime decode the same way.
+    heatmap_encoding: str = "standard"
+    heatmap_decoding: str = "quarter"
     joint_set: str = "lsp14"
     # Preprocessing facts, stored so that export and runtime read them instead of hard-coding them.
     joint_names: list[str] = field(default_factory=list)  # filled by resolve()
@@ -372,6 +377,8 @@ def resolve(cfg: Config) -> Config:
     _check_choice(cfg.data.image_cache, IMAGE_CACHE_MODES, "data.image_cache")
     _check_choice(cfg.train.device, DEVICES, "train.device")
     _check_choice(cfg.eval.val_metric, VAL_METRICS, "eval.val_metric")
+    _check_choice(m.heatmap_encoding, ENCODINGS, "model.heatmap_encoding")
+    _check_choice(m.heatmap_decoding, DECODINGS, "model.heatmap_decoding")
     for name in ("input_size", "heatmap_size"):
         size = getattr(m, name)
         if len(size) != 2 or min(size) <= 0:

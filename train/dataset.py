@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from rehab import datasets
-from rehab.core.heatmaps import encode
+from rehab.core.heatmaps import coordinate_stride, encode
 from rehab.core.skeleton import JointSet, convert, get_joint_set
 from rehab.core.transforms import (
     apply_affine,
@@ -48,10 +48,16 @@ class CropSettings:
     sigma: float
     box_margin: float
     box_padding: float
+    heatmap_encoding: str = "standard"
 
     @property
     def stride(self) -> float:
         return self.input_size[0] / self.heatmap_size[0]
+
+    @property
+    def coordinate_stride(self) -> np.ndarray:
+        """(sx, sy) input pixels per heatmap pixel of the configured heatmap encoding."""
+        return coordinate_stride(self.input_size, self.heatmap_size, self.heatmap_encoding)
 
     @property
     def aspect_ratio(self) -> float:
@@ -157,7 +163,7 @@ class PoseDataset(Dataset):
             patch = patch[:, ::-1]
             kp_crop = flip_points(kp_crop, s.input_size[0], perm)
             crop_annotated = annotated[perm]
-        target, weight = encode(kp_crop, crop_annotated, s.heatmap_size, s.stride, s.sigma)
+        target, weight = encode(kp_crop, crop_annotated, s.heatmap_size, s.coordinate_stride, s.sigma)
         head_box = record.head_box_xyxy if record.head_box_xyxy is not None else np.full(4, np.nan)
         return {
             "image": torch.from_numpy(np.ascontiguousarray(patch.transpose(2, 0, 1))),
@@ -282,7 +288,8 @@ def read_source(cfg: Config, src: SourceConfig) -> list[PoseRecord]:
 
 def crop_settings(cfg: Config) -> CropSettings:
     m = cfg.model
-    return CropSettings(tuple(m.input_size), tuple(m.heatmap_size), m.sigma, cfg.data.box_margin, cfg.data.box_padding)
+    return CropSettings(tuple(m.input_size), tuple(m.heatmap_size), m.sigma, cfg.data.box_margin, cfg.data.box_padding,
+                        m.heatmap_encoding)
 
 
 def build_source_dataset(cfg: Config, src: SourceConfig, train: bool) -> PoseDataset:

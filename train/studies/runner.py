@@ -46,7 +46,9 @@ _DIGEST_EXCLUDED = {
 # Options added after runs existed, with the value that means "the behaviour from before the option": a config at
 # that value leaves them out of its digest, so adding an option never turns a finished or half-done arm (whose
 # saved config lacks the key) into a "different config". Every new option of the training config belongs here.
-_DIGEST_OMITTED_AT_DEFAULT: dict[str, dict[str, object]] = {}
+_DIGEST_OMITTED_AT_DEFAULT: dict[str, dict[str, object]] = {
+    "model": {"heatmap_encoding": "standard", "heatmap_decoding": "quarter"},
+}
 
 
 class ArmConfigMismatch(ValueError):

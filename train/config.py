@@ -37,6 +37,7 @@ IMAGE_CACHE_MODES = ("none", "encoded", "decoded")
 AUG_DISTRIBUTIONS = ("uniform", "normal")
 DEVICES = ("auto", "cpu", "cuda")
 VAL_METRICS = ("pck", "pckh")
+LR_SCHEDULES = ("multistep", "cosine")
 
 
 def default_shared_dir() -> Path:
@@ -143,6 +144,9 @@ class OptimConfig:
     lr_milestones: list[int] = field(default_factory=lambda: [90, 120])
     lr_milestones_base_epochs: int = 140
     scaled_milestones: list[int] = field(default_factory=list)  # filled by resolve()
+    # multistep: x lr_factor at each milestone; cosine: lr x (1 + cos(pi x epoch / epochs)) / 2 per epoch
+    # (milestones unused), from the full LR in the first epoch down to a few % of it in the last.
+    lr_schedule: str = "multistep"
 
 
 @dataclass
@@ -377,6 +381,7 @@ def resolve(cfg: Config) -> Config:
     _check_choice(cfg.data.image_cache, IMAGE_CACHE_MODES, "data.image_cache")
     _check_choice(cfg.train.device, DEVICES, "train.device")
     _check_choice(cfg.eval.val_metric, VAL_METRICS, "eval.val_metric")
+    _check_choice(cfg.optim.lr_schedule, LR_SCHEDULES, "optim.lr_schedule")
     _check_choice(m.heatmap_encoding, ENCODINGS, "model.heatmap_encoding")
     _check_choice(m.heatmap_decoding, DECODINGS, "model.heatmap_decoding")
     for name in ("input_size", "heatmap_size"):

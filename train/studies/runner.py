@@ -48,6 +48,7 @@ _DIGEST_EXCLUDED = {
 # saved config lacks the key) into a "different config". Every new option of the training config belongs here.
 _DIGEST_OMITTED_AT_DEFAULT: dict[str, dict[str, object]] = {
     "model": {"heatmap_encoding": "standard", "heatmap_decoding": "quarter"},
+    "optim": {"lr_schedule": "multistep"},
 }
 
 

@@ -79,6 +79,8 @@ def _model_description(train) -> str:
             "random": "random init"}[m.backbone_init]
     schedule = (f"x{o.lr_factor:g} at epochs {o.scaled_milestones} of {t.epochs}" if o.scaled_milestones
                 else "constant")
+    if o.lr_schedule == "cosine":
+        schedule = f"cosine over {t.epochs} epochs"
     precision = "bf16 autocast on CPU" if t.cpu_bf16 else "fp32"
     return (f"{m.backbone} ({init}) + {m.deconv_layers}x{m.deconv_filters} deconvolution head, "
             f"{m.input_size[0]}x{m.input_size[1]} input, {m.heatmap_size[0]}x{m.heatmap_size[1]} heatmaps, "

@@ -94,6 +94,11 @@ class AugmentConfig:
 
     distribution uniform: rotation ~ U(-rot, rot), scale ~ U(1 - s, 1 + s).
     distribution normal (Simple Baselines): rotation ~ N(0, rot) clipped to +-2 rot, scale ~ N(1, s) clipped to 1 +- s.
+    Augmentation for the wild (probabilities per sample, 0 = off; magnitudes in train/augment.py):
+    half_body_prob: crop the upper or the lower body only (its annotated joints' box, as HRNet);
+    occluder_prob: paste 1 to occluder_max rectangles cut from other training images over the crop;
+    color_prob (brightness, contrast, saturation), blur_prob (Gaussian), noise_prob (Gaussian), jpeg_prob
+    (re-encoded at a low quality).
     """
 
     preset: str = "strong"
@@ -102,6 +107,13 @@ class AugmentConfig:
     flip_prob: float | None = None
     rotation_prob: float | None = None
     distribution: str | None = None
+    half_body_prob: float | None = None
+    occluder_prob: float | None = None
+    occluder_max: int | None = None
+    color_prob: float | None = None
+    blur_prob: float | None = None
+    noise_prob: float | None = None
+    jpeg_prob: float | None = None
 
 
 @dataclass

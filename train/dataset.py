@@ -34,11 +34,15 @@ from rehab.core.transforms import (
     letterbox,
 )
 from rehab.datasets import PoseRecord
-from train.augment import IDENTITY, AugmentDraw, draw
+from train.augment import HALF_BODY_BOX_FACTOR, HALF_BODY_MIN_JOINTS, IDENTITY, AugmentDraw, draw, paste_occluders, photometric
 from train.config import AugmentConfig, Config, SourceConfig, resolve_path
 from train.preprocess import crop
 
 logger = logging.getLogger(__name__)
+
+# Half-body crops: the lower half is the hips and below (pelvis included), everything else is the upper half.
+_LOWER_BODY_JOINTS = frozenset({"right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
+                                "pelvis"})
 
 
 @dataclass(frozen=True)
@@ -148,14 +152,37 @@ class PoseDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         return self.sample(index, self.draw_for(index))
 
+    def half_body_box(self, kp: np.ndarray, annotated: np.ndarray, half: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """Center/scale of the upper or lower body's annotated joints (HRNet's half-body crop), or None when
+        that half has fewer than HALF_BODY_MIN_JOINTS of them (the whole person is cropped then)."""
+        lower = np.array([j in _LOWER_BODY_JOINTS for j in self.joint_set.joints])
+        chosen = annotated.astype(bool) & (lower if half == "lower" else ~lower)
+        if chosen.sum() < HALF_BODY_MIN_JOINTS:
+            return None
+        box = keypoints_box(kp, chosen, margin=self.settings.box_margin)
+        if box is None:
+            return None
+        center, scale = box_to_center_scale(box, self.settings.aspect_ratio, padding=self.settings.box_padding)
+        return center, scale * HALF_BODY_BOX_FACTOR
+
     def sample(self, index: int, aug: AugmentDraw) -> dict:
         record = self.records[index]
         image = self.images.read(record)
         s = self.settings
+        kp, annotated, visible = self.joints(record)
         center, scale = person_center_scale(record, (image.shape[1], image.shape[0]), s, self.full_image)
+        if aug.half_body:
+            center, scale = self.half_body_box(kp, annotated, aug.half_body) or (center, scale)
         scale = scale * aug.scale_mult
         patch, matrix = crop(image, center, scale, aug.rotation_deg, s.input_size)
-        kp, annotated, visible = self.joints(record)
+        if aug.occluders or aug.photometric:
+            extra = np.random.default_rng(aug.extra_seed)
+            if aug.occluders:
+                # Rectangles cut from other images of this source: real textures (people, gear, background).
+                others = extra.integers(0, len(self.records), size=aug.occluders)
+                patch = paste_occluders(patch, [self.images.read(self.records[int(i)]) for i in others], extra)
+            if aug.photometric:
+                patch = photometric(patch, aug, extra)
         kp_crop = apply_affine(kp, matrix)
         crop_annotated = annotated
         if aug.flip:

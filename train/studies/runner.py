@@ -49,6 +49,8 @@ _DIGEST_EXCLUDED = {
 _DIGEST_OMITTED_AT_DEFAULT: dict[str, dict[str, object]] = {
     "model": {"heatmap_encoding": "standard", "heatmap_decoding": "quarter"},
     "optim": {"lr_schedule": "multistep"},
+    "augment": {"half_body_prob": 0.0, "occluder_prob": 0.0, "occluder_max": 0, "color_prob": 0.0, "blur_prob": 0.0,
+                "noise_prob": 0.0, "jpeg_prob": 0.0},
 }
 
 

@@ -127,7 +127,7 @@ def evaluate(
                 "reports": [r.to_dict() for r in reports]}, out)
     for r in reports:
         typer.echo(f"{r.dataset}: PCK@{cfg.eval.pck_alpha} {r.pck['mean']:.2f}  PCKh@{cfg.eval.pckh_alpha} "
-                   f"{r.pckh['mean']:.2f}  ({r.num_images} images)")
+                   f"{r.pckh['mean']:.2f}  ({r.images})")
     typer.echo(f"wrote {out}")
 
 

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from rehab.core.heatmaps import coordinate_stride, decode, flip_shift, merge_flip
 from rehab.core.skeleton import get_joint_set
 from rehab.core.transforms import apply_affine, invert_affine
-from rehab.evaluation import EvalReport, Predictions, report
+from rehab.evaluation import EvalReport, Predictions, describe_images, report
 from train.config import Config, ModelConfig
 from train.preprocess import normalize_tensor
 
@@ -99,6 +99,8 @@ def predict(model: torch.nn.Module, loader: DataLoader, model_cfg: ModelConfig, 
 
 def source_label(src) -> str:
     label = f"{src.kind}:{src.split}"
+    if src.start is not None or src.stop is not None:
+        label += f"[{'' if src.start is None else src.start}:{'' if src.stop is None else src.stop}]"
     if src.limit is not None:
         label += f":{src.limit}"
     return label + ("" if src.crop == "person" else f":{src.crop}")
@@ -120,9 +122,9 @@ def evaluate_model(model: torch.nn.Module, cfg: Config, sources: list, flip_test
                        cuda_amp=cfg.train.amp, channels_last=cfg.train.channels_last, progress=progress,
                        desc=f"eval {source_label(src)}")
         rep = report(pred, joint_set, source_label(src), flip, cfg.eval.pck_alpha, cfg.eval.pckh_alpha,
-                     cfg.eval.limb_joints_only)
-        logger.info("%s: PCK@%.2f %.2f, PCKh@%.2f %.2f (%d images)", rep.dataset, cfg.eval.pck_alpha, rep.pck["mean"],
-                    cfg.eval.pckh_alpha, rep.pckh["mean"], rep.num_images)
+                     cfg.eval.limb_joints_only, images=describe_images([r.entry for r in ds.records]))
+        logger.info("%s: PCK@%.2f %.2f, PCKh@%.2f %.2f (%s)", rep.dataset, cfg.eval.pck_alpha, rep.pck["mean"],
+                    cfg.eval.pckh_alpha, rep.pckh["mean"], rep.images)
         reports.append(rep)
     return reports
 

@@ -81,3 +81,13 @@ def test_a_config_saved_before_an_option_existed_keeps_its_digest():
         changed = config_from_saved(to_dict(cfg))
         setattr(getattr(changed, section), key, value)
         assert config_digest(changed) != config_digest(cfg), key
+
+
+def test_the_clean_protocol_config_trains_on_no_validation_image_and_reads_no_lsp_test():
+    from train.config import REPO_ROOT, load_config
+
+    cfg = resolve(load_config(REPO_ROOT / "train/configs/default_mnv2_clean.yaml"))
+    train = {(s.kind, s.split): (s.start, s.stop) for s in cfg.data.train}
+    val = {(s.kind, s.split): (s.start, s.stop) for s in cfg.data.val}
+    assert train == {("lspet", "all"): (None, -500), ("lsp", "train"): (None, -200)}
+    assert val == {("lspet", "all"): (-500, None), ("lsp", "train"): (-200, None)}

@@ -177,7 +177,7 @@ def plots(
 
 @app.command()
 def study(
-    kind: str = typer.Argument(..., help="augmentation | mixed | finetune"),
+    kind: str = typer.Argument(..., help="augmentation | mixed | finetune | ablation"),
     source: Optional[str] = typer.Option(None, "--source", help="source domain: auto (mpii when its images exist, "
                                          "else lspet) | mpii | lspet | lsp"),
     target: Optional[str] = typer.Option(None, "--target", help="target domain (default lsp)"),
@@ -196,7 +196,7 @@ def study(
     report_only: bool = typer.Option(False, "--report-only", help="rebuild the report from the arms' predictions"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Run one of the paper's studies (arms resume after an interruption) and write its report."""
+    """Run one of the paper's studies or the recipe ablations (arms resume when interrupted); write the report."""
     from train.studies import parse_reuse, run_study, study_config_from_cli
 
     _logging(verbose)

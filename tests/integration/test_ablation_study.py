@@ -84,3 +84,26 @@ def test_a_rerun_with_another_budget_is_refused(tiny_ablation, shared_dir):
     result = runner.invoke(app, _args(shared_dir, tiny_ablation, budget=2 * BUDGET))
     assert result.exit_code != 0
     assert "holds a run of a different config" in result.output
+
+
+def test_an_evaluate_only_arm_scores_the_baselines_model_with_dark_decoding(tiny_ablation, shared_dir, monkeypatch):
+    args = _args(shared_dir, tiny_ablation)
+    args[args.index("arms=[udp_dark]")] = "arms=[dark_decode]"
+    # The baseline was scored in fp32 above; the same precision here, so only the decoding differs.
+    monkeypatch.setattr(train.evaluate, "cpu_has_native_bf16", lambda: False)
+    train.evaluate._bf16_usable.cache_clear()
+    try:
+        result = runner.invoke(app, args)
+    finally:
+        train.evaluate._bf16_usable.cache_clear()
+    assert result.exit_code == 0, result.output
+    arm = json.loads((tiny_ablation / "arms/dark_decode/arm.json").read_text())
+    base = json.loads((tiny_ablation / "arms/baseline/arm.json").read_text())
+    assert arm["checkpoint"] == base["checkpoint"] and arm["decode_set"] == ["model.heatmap_decoding=dark"]
+    assert not (tiny_ablation / "arms/dark_decode/last.pt").exists()  # nothing trained
+    with np.load(tiny_ablation / "arms/dark_decode/predictions_target.npz") as a, \
+            np.load(tiny_ablation / "arms/baseline/predictions_target.npz") as b:
+        moved = np.abs(a["keypoints_px"] - b["keypoints_px"])
+        assert moved.max() > 0 and np.median(moved) < 10  # the same model's peaks, refined differently
+    md = (tiny_ablation / "report/README.md").read_text()
+    assert "evaluates baseline's final model (no training)" in md

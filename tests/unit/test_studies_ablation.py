@@ -91,3 +91,15 @@ def test_the_clean_protocol_config_trains_on_no_validation_image_and_reads_no_ls
     val = {(s.kind, s.split): (s.start, s.stop) for s in cfg.data.val}
     assert train == {("lspet", "all"): (None, -500), ("lsp", "train"): (None, -200)}
     assert val == {("lspet", "all"): (-500, None), ("lsp", "train"): (-200, None)}
+
+
+def test_evaluate_only_arms_reuse_a_trained_arm_and_may_change_decoding_only(tmp_path):
+    cfg, plans = _plans(tmp_path)
+    dark = next(p for p in plans if p.name == "dark_decode")
+    assert dark.evaluate_from == "baseline" and dark.decode_set == ("model.heatmap_decoding=dark",)
+    cfg.arms = ["dark_decode"]
+    assert [p.name for p in plan_arms(cfg, resolve_domains(cfg, tmp_path))] == ["baseline", "dark_decode"]
+    with pytest.raises(ConfigError, match="only evaluates a trained model"):
+        _plans(tmp_path, ablation_arms=[AblationArm("x", "", ["model.sigma=3"], evaluate_arm="baseline")])
+    with pytest.raises(ConfigError, match="not a trained arm listed before it"):
+        _plans(tmp_path, ablation_arms=[AblationArm("x", "", ["eval.flip_test=true"], evaluate_arm="later")])

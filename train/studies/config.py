@@ -59,11 +59,16 @@ FINETUNE_BASE_ARM = "base"
 
 @dataclass
 class AblationArm:
-    """One arm of an ablation study: the baseline recipe with ``set`` (training-config ``key=value``) on top."""
+    """One arm of an ablation study: the baseline recipe with ``set`` (training-config ``key=value``) on top.
+
+    evaluate_arm: instead of training, score that (earlier) arm's final model with ``set`` applied to how it is
+        evaluated: model.heatmap_decoding and eval.* only (e.g. DARK decoding or a flip test at no training cost).
+    """
 
     name: str = ""
     description: str = ""
     set: list[str] = field(default_factory=list)
+    evaluate_arm: str = ""
 
 
 @dataclass
@@ -127,6 +132,8 @@ class ArmPlan:
     train: the run's training config (unresolved); finetune arms get finetune.checkpoint at run time.
     init_from: the run_id whose final checkpoint a fine-tuning arm starts from ("" = ImageNet backbone).
     checkpoint: evaluate this existing model instead of training (a given base model).
+    evaluate_from: evaluate the final model of this run_id instead of training (decode-only ablations), with
+        ``decode_set`` (model.heatmap_decoding overrides) applied to the checkpoint's config.
     """
 
     name: str
@@ -136,6 +143,13 @@ class ArmPlan:
     train: Config
     init_from: str = ""
     checkpoint: str = ""
+    evaluate_from: str = ""
+    decode_set: tuple[str, ...] = ()
+
+
+# Keys an evaluate-only ablation arm may change: how a trained model is decoded and scored, not the model.
+EVALUATE_ONLY_KEYS = ("model.heatmap_decoding",)
+EVALUATE_ONLY_SECTIONS = ("eval",)
 
 
 @dataclass(frozen=True)
@@ -219,6 +233,17 @@ def validate(cfg: StudyConfig) -> None:
             raise ConfigError(f"ablation arm {arm.name!r} is the baseline's name or given twice")
         if not arm.set:
             raise ConfigError(f"ablation arm {arm.name!r} changes nothing (its set list is empty)")
+        if arm.evaluate_arm:
+            earlier = [ABLATION_BASE_ARM] + [a.name for a in cfg.ablation_arms[:cfg.ablation_arms.index(arm)]
+                                             if not a.evaluate_arm]
+            if arm.evaluate_arm not in earlier:
+                raise ConfigError(f"ablation arm {arm.name!r} evaluates {arm.evaluate_arm!r}, which is not a trained "
+                                  f"arm listed before it ({', '.join(earlier)})")
+            for text in arm.set:
+                key = text.split("=", 1)[0].strip()
+                if key not in EVALUATE_ONLY_KEYS and key.split(".")[0] not in EVALUATE_ONLY_SECTIONS:
+                    raise ConfigError(f"ablation arm {arm.name!r} only evaluates a trained model: it may set "
+                                      f"{', '.join(EVALUATE_ONLY_KEYS)} and eval.*, not {key}")
     if cfg.kind == "ablation" and cfg.source == "mpii":
         raise ConfigError("the ablation study holds validation images out of LSPET and LSP train; source must be "
                           "lspet (or auto)")
@@ -390,6 +415,11 @@ def _ablation_arms(cfg: StudyConfig, domains: Domains, base: Config, seed: int) 
             train = apply_overrides(baseline.train, arm.set)
         except ConfigError as exc:
             raise ConfigError(f"ablation arm {arm.name!r}: {exc}") from None
+        if arm.evaluate_arm:
+            decode = tuple(t for t in arm.set if t.split("=", 1)[0].strip() in EVALUATE_ONLY_KEYS)
+            arms.append(ArmPlan(arm.name, seed, arm.name, arm.description or "; ".join(arm.set), train,
+                                evaluate_from=arm.evaluate_arm, decode_set=decode))
+            continue
         arms.append(ArmPlan(arm.name, seed, arm.name, arm.description or "; ".join(arm.set), train))
     return arms
 
@@ -413,6 +443,7 @@ def plan_arms(cfg: StudyConfig, domains: Domains) -> list[ArmPlan]:
         wanted = set(cfg.arms) | {baseline_name(cfg)}
         if cfg.kind == "finetune":
             wanted.add(FINETUNE_BASE_ARM)
+        wanted |= {p.evaluate_from for p in plans if p.name in wanted and p.evaluate_from}
         plans = [p for p in plans if p.name in wanted]
     if baseline_name(cfg) not in names:
         raise ConfigError(f"baseline {baseline_name(cfg)!r} is not an arm of the {cfg.kind} study; arms: {names}")

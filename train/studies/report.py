@@ -284,7 +284,9 @@ def to_markdown(rep: dict) -> str:
                     f"flip {aug.get('flip_prob'):g})") if aug.get("preset") else "-"
         note = f"reused {a['reused_from']}" if a["reused_from"] else (f"from {a['init_from']}" if a["init_from"] else "")
         if not t:
-            lines.append(f"| {a['run_id']} | - | - | - | - | - | - | given model {a['checkpoint']} |")
+            given = (f"evaluates {a['evaluate_from']}'s final model (no training)" if a.get("evaluate_from")
+                     else f"given model {a['checkpoint']}")
+            lines.append(f"| {a['run_id']} | - | - | - | - | - | - | {given} |")
             continue
         lines.append(f"| {a['run_id']} | {t['images_seen']} | {t['epochs']} x {t['epoch_size']} | {a['lr']:g} | "
                      f"{aug_text} | {_fmt(t['train_seconds'] / 60 if t['train_seconds'] else None)} min | "

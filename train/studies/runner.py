@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from rehab.evaluation import Predictions, write_json
-from train.config import Config, SourceConfig, config_from_saved, resolve, to_dict
+from train.config import Config, SourceConfig, apply_overrides, config_from_saved, resolve, to_dict
 from train.dataset import build_source_dataset
 from train.engine import CONFIG_YAML, LAST, LOG_CSV, fit, select_device
 from train.evaluate import predict
@@ -129,13 +129,16 @@ def save_predictions(pred: Predictions, entries: list[str], path: Path) -> None:
 
 
 def evaluate_checkpoint(checkpoint: Path, test_sets: dict[str, SourceConfig], study_train: Config,
-                        progress: bool = True) -> dict[str, tuple[Predictions, list[str]]]:
+                        progress: bool = True, decode_set: tuple[str, ...] = ()) -> dict[str, tuple[Predictions, list[str]]]:
     """Predictions of the model in ``checkpoint`` on each test set, with the images' entry names.
 
     Uses the checkpoint's model and precision settings (as ``train evaluate`` does) and the study's data
     root and evaluation settings, so a direct ``train evaluate`` of the same checkpoint scores the same.
+    ``decode_set`` overrides how the checkpoint's heatmaps are decoded (evaluate-only ablation arms).
     """
     model, cfg, _ = load_checkpoint(checkpoint)
+    if decode_set:
+        cfg = apply_overrides(cfg, list(decode_set))
     cfg.data.root = study_train.data.root
     cfg.data.num_workers = study_train.data.num_workers
     cfg.eval = dataclasses.replace(study_train.eval)
@@ -216,6 +219,8 @@ def run_arm(plan: ArmPlan, arm_dir: Path, test_sets: dict[str, SourceConfig], in
         if not checkpoint.is_file():
             raise FileNotFoundError(f"base checkpoint not found: {checkpoint} (base_checkpoint)")
         digest = "file:" + file_digest(checkpoint)
+        if plan.decode_set:
+            digest += ":decode:" + _digest(list(plan.decode_set))
     else:
         digest = config_digest(train, init_digest)
         checkpoint = arm_dir / LAST
@@ -239,13 +244,14 @@ def run_arm(plan: ArmPlan, arm_dir: Path, test_sets: dict[str, SourceConfig], in
             _train(train, arm_dir, digest, init_digest)
             trained_now = True
     logger.info("arm %s: evaluating %s", plan.run_id, checkpoint)
-    results = evaluate_checkpoint(checkpoint, test_sets, train, progress=progress)
+    results = evaluate_checkpoint(checkpoint, test_sets, train, progress=progress, decode_set=plan.decode_set)
     for role, (pred, entries) in results.items():
         save_predictions(pred, entries, predictions[role])
     info = _training_info(arm_dir, train) if not plan.checkpoint else {}
     write_json({"name": plan.name, "run_id": plan.run_id, "seed": plan.seed, "description": plan.description,
                 "digest": digest, "eval_digest": e_digest, "checkpoint": str(checkpoint),
                 "init_from": plan.init_from, "init_checkpoint": str(init_checkpoint or ""),
+                "evaluate_from": plan.evaluate_from, "decode_set": list(plan.decode_set),
                 "reused_from": reused_from, "training": info,
                 "test_sets": {k: dataclasses.asdict(v) for k, v in test_sets.items()},
                 "model": {"backbone": train.model.backbone, "input_size": train.model.input_size,
@@ -285,6 +291,12 @@ def run_arms(plans: list[ArmPlan], out_dir: Path, test_sets: dict[str, SourceCon
                          f"{[p.run_id for p in plans]}")
     for plan in tqdm(plans, desc="arms", unit="arm", disable=not progress):
         init_checkpoint, init_digest = None, ""
+        if plan.evaluate_from:
+            # An evaluate-only arm scores the final model of an arm trained before it.
+            trained = done.get(plan.evaluate_from)
+            if trained is None:
+                raise ValueError(f"arm {plan.run_id} evaluates {plan.evaluate_from}, which this study does not run")
+            plan = dataclasses.replace(plan, checkpoint=str(trained.checkpoint))
         if plan.init_from:
             base = done.get(plan.init_from)
             if base is None:

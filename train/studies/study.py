@@ -46,7 +46,7 @@ class StudyResult:
 
 def _plan_dict(p: ArmPlan) -> dict:
     return {"name": p.name, "run_id": p.run_id, "seed": p.seed, "description": p.description,
-            "init_from": p.init_from}
+            "init_from": p.init_from, "evaluate_from": p.evaluate_from}
 
 
 def _notes(domains: Domains, cfg: StudyConfig) -> list[str]:

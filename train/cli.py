@@ -207,3 +207,21 @@ def study(
         _fail(exc)
         return
     typer.echo(f"{kind} study: {len(result.run_ids)} arms; report in {result.report_md}")
+
+
+@app.command("study-summary")
+def study_summary(
+    folder: Path = typer.Argument(..., help="a folder of ablation report folders, e.g. docs/ablations"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="markdown file (default <folder>/SUMMARY.md)"),
+) -> None:
+    """One table over the ablation reports in FOLDER/*/report.json: every arm against the baseline."""
+    from train.studies.report import ablation_summary
+
+    try:
+        text = ablation_summary([p for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else [])
+    except FileNotFoundError as exc:
+        _fail(exc)
+        return
+    target = out or folder / "SUMMARY.md"
+    target.write_text(text)
+    typer.echo(f"wrote {target}")

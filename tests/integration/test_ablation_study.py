@@ -21,7 +21,7 @@ from train.studies.config import plan_arms, resolve_domains
 runner = CliRunner()
 
 TINY = [
-    "epochs=2", "arms=[udp_dark]", "source_test_limit=12", "target_test_limit=8", "val_limit=8", "n_boot=100",
+    "epochs=2", "source_test_limit=12", "target_test_limit=8", "val_limit=8", "n_boot=100",
     "model.backbone_init=random", "model.input_size=[64, 64]", "model.heatmap_size=[16, 16]",
     "model.deconv_filters=16", "train.batch_size=8", "train.threads=1", "train.progress=false",
     "eval.pck_alpha=1.0", "eval.pckh_alpha=2.0",
@@ -29,9 +29,10 @@ TINY = [
 BUDGET = 64
 
 
-def _args(shared_dir, out, budget: int = BUDGET) -> list[str]:
-    sets = [arg for item in TINY + [f"data.root={shared_dir}"] for arg in ("--set", item)]
-    return ["study", "ablation", "--budget", str(budget), *sets, "--out", str(out)]
+def _args(shared_dir, out, budget: int = BUDGET, arm: str = "udp_dark") -> list[str]:
+    sets = [arg for item in TINY + [f"data.root={shared_dir}", f"arms=[{arm}]"] for arg in ("--set", item)]
+    return ["study", "ablation", "--budget", str(budget), *sets, "--out", str(out),
+            "--report-dir", str(out / "reports" / arm)]
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,7 @@ def test_resume_on_a_cpu_without_bf16_warns_falls_back_and_reports_on_held_out_i
     assert any("no native bf16" in r.getMessage() for r in caplog.records)
     log = (tiny_ablation / "arms/udp_dark/log.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in log[1:]] == ["1", "2"]  # resumed: epoch 2 appended to epoch 1
-    report = json.loads((tiny_ablation / "report/report.json").read_text())
+    report = json.loads((tiny_ablation / "reports/udp_dark/report.json").read_text())
     assert [a["run_id"] for a in report["arms"]] == ["baseline", "udp_dark"]
     assert report["domains"]["source"]["test"].startswith("lspet im09501-im10000")
     assert report["domains"]["target"]["test"].startswith("lsp im0801-im1000")
@@ -74,7 +75,7 @@ def test_resume_on_a_cpu_without_bf16_warns_falls_back_and_reports_on_held_out_i
             entries = data["entries"].astype(str)
         assert entries[0] == first and entries[-1] == last
         assert not any(e.startswith("lsp im1") and int(e[-4:]) > 1000 for e in entries)  # no LSP test image
-    md = (tiny_ablation / "report/README.md").read_text()
+    md = (tiny_ablation / "reports/udp_dark/README.md").read_text()
     assert "LSP test (im1001-im2000) is read by no arm" in md and "The paper, for reference" not in md
     saved = json.loads((tiny_ablation / "arms/udp_dark/arm.json").read_text())
     assert saved["digest"]
@@ -87,8 +88,7 @@ def test_a_rerun_with_another_budget_is_refused(tiny_ablation, shared_dir):
 
 
 def test_an_evaluate_only_arm_scores_the_baselines_model_with_dark_decoding(tiny_ablation, shared_dir, monkeypatch):
-    args = _args(shared_dir, tiny_ablation)
-    args[args.index("arms=[udp_dark]")] = "arms=[dark_decode]"
+    args = _args(shared_dir, tiny_ablation, arm="dark_decode")
     # The baseline was scored in fp32 above; the same precision here, so only the decoding differs.
     monkeypatch.setattr(train.evaluate, "cpu_has_native_bf16", lambda: False)
     train.evaluate._bf16_usable.cache_clear()
@@ -105,5 +105,17 @@ def test_an_evaluate_only_arm_scores_the_baselines_model_with_dark_decoding(tiny
             np.load(tiny_ablation / "arms/baseline/predictions_target.npz") as b:
         moved = np.abs(a["keypoints_px"] - b["keypoints_px"])
         assert moved.max() > 0 and np.median(moved) < 10  # the same model's peaks, refined differently
-    md = (tiny_ablation / "report/README.md").read_text()
+    md = (tiny_ablation / "reports/dark_decode/README.md").read_text()
     assert "evaluates baseline's final model (no training)" in md
+
+
+def test_the_summary_has_one_row_per_ablation_against_the_baseline(tiny_ablation):
+    result = runner.invoke(app, ["study-summary", str(tiny_ablation / "reports")])
+    assert result.exit_code == 0, result.output
+    text = (tiny_ablation / "reports/SUMMARY.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| arm")]
+    assert [r.split(" | ")[0] for r in rows] == ["| baseline", "| [dark_decode](dark_decode/README.md)",
+                                                  "| [udp_dark](udp_dark/README.md)"]
+    assert "lspet im09501-im10000" in text and ("p = " in text or "p < " in text)
+    empty = runner.invoke(app, ["study-summary", str(tiny_ablation / "arms")])
+    assert empty.exit_code != 0 and "no ablation report.json" in empty.output

@@ -34,7 +34,15 @@ from rehab.core.transforms import (
     letterbox,
 )
 from rehab.datasets import PoseRecord
-from train.augment import HALF_BODY_BOX_FACTOR, HALF_BODY_MIN_JOINTS, IDENTITY, AugmentDraw, draw, paste_occluders, photometric
+from train.augment import (
+    HALF_BODY_BOX_FACTOR,
+    HALF_BODY_MIN_JOINTS,
+    IDENTITY,
+    AugmentDraw,
+    draw,
+    paste_occluders,
+    photometric,
+)
 from train.config import AugmentConfig, Config, SourceConfig, resolve_path
 from train.preprocess import crop
 

@@ -127,7 +127,8 @@ def _as_stride(stride) -> np.ndarray:
     return arr
 
 
-def decode(heatmaps, stride=1.0, method: str = "quarter", sigma: float = DEFAULT_SIGMA) -> tuple[np.ndarray, np.ndarray]:
+def decode(heatmaps, stride=1.0, method: str = "quarter",
+           sigma: float = DEFAULT_SIGMA) -> tuple[np.ndarray, np.ndarray]:
     """Keypoints (N, K, 2) in input pixels and scores (N, K) from heatmaps (N, K, H, W).
 
     A single (K, H, W) heatmap stack gives (K, 2) and (K,). The score is the heatmap maximum (of the raw
@@ -165,7 +166,7 @@ def _smoothed_neighbourhood(hm: np.ndarray, ys: np.ndarray, xs: np.ndarray, sigm
     """(N, K, 3, 3): the heatmaps smoothed by a Gaussian of ``sigma`` (zero outside the map, as in DARK), at the
     argmax and its 8 neighbours. Only the window that feeds those 9 values is smoothed: the Taylor step needs no
     more, and smoothing whole maps cost ~40x the quarter-offset decoding."""
-    n, k, h, w = hm.shape
+    n, k = hm.shape[:2]
     radius = max(1, int(np.ceil(_DARK_KERNEL_SIGMAS * sigma)))
     taps = np.exp(-(np.arange(-radius, radius + 1) ** 2) / (2 * sigma**2))
     taps /= taps.sum()

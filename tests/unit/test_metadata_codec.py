@@ -7,7 +7,12 @@ import pytest
 
 from rehab.core.heatmaps import coordinate_stride, encode
 from rehab.core.skeleton import LSP14
-from rehab.runtime.metadata import KEY_PREFIX, ModelInfo, from_metadata_props, to_metadata_props
+from rehab.runtime.metadata import (
+    KEY_PREFIX,
+    ModelInfo,
+    from_metadata_props,
+    to_metadata_props,
+)
 from rehab.runtime.model import postprocess
 
 INPUT, HEATMAP = (192, 192), (48, 48)

@@ -9,16 +9,16 @@ import pytest
 
 pytest.importorskip("torch")
 
-from train.config import Config, ConfigError, config_from_saved, resolve, to_dict  # noqa: E402
-from train.studies.config import (  # noqa: E402
+from train.config import Config, ConfigError, config_from_saved, resolve, to_dict
+from train.studies.config import (
     AblationArm,
     load_study_config,
     plan_arms,
     resolve_domains,
     validate,
 )
-from train.studies.runner import config_digest  # noqa: E402
-from train.studies.study import study_config_from_cli  # noqa: E402
+from train.studies.runner import config_digest
+from train.studies.study import study_config_from_cli
 
 
 def _plans(tmp_path: Path, **changes):

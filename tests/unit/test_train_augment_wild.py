@@ -9,7 +9,13 @@ import pytest
 
 from rehab.core.skeleton import LSP14
 from rehab.datasets import PoseRecord
-from train.augment import AugmentDraw, draw, paste_occluders, photometric, resolve_augment
+from train.augment import (
+    AugmentDraw,
+    draw,
+    paste_occluders,
+    photometric,
+    resolve_augment,
+)
 from train.config import AugmentConfig, ConfigError
 from train.dataset import CropSettings, PoseDataset
 

@@ -129,7 +129,8 @@ def save_predictions(pred: Predictions, entries: list[str], path: Path) -> None:
 
 
 def evaluate_checkpoint(checkpoint: Path, test_sets: dict[str, SourceConfig], study_train: Config,
-                        progress: bool = True, decode_set: tuple[str, ...] = ()) -> dict[str, tuple[Predictions, list[str]]]:
+                        progress: bool = True,
+                        decode_set: tuple[str, ...] = ()) -> dict[str, tuple[Predictions, list[str]]]:
     """Predictions of the model in ``checkpoint`` on each test set, with the images' entry names.
 
     Uses the checkpoint's model and precision settings (as ``train evaluate`` does) and the study's data

@@ -13,7 +13,7 @@ from typing import Any
 
 import rehab
 from rehab.batch import sha256_file  # noqa: F401  (one file hash for batch outputs and model provenance)
-from rehab.core.heatmaps import SUBPIXEL_SHIFT
+from rehab.core.heatmaps import SUBPIXEL_SHIFT, flip_shift
 from rehab.core.skeleton import get_joint_set, joint_set_from_names
 from rehab.runtime.metadata import PRESENCE_OUTPUT_NAME, ModelInfo
 from train.config import Config
@@ -124,7 +124,9 @@ def info_from_config(config: Config, checkpoint: Mapping[str, Any] | None = None
         sigma=float(m.sigma),
         subpixel_shift=SUBPIXEL_SHIFT,
         flip_test=bool(config.eval.flip_test),
-        flip_shift=True,
+        flip_shift=flip_shift(m.heatmap_encoding),
+        heatmap_encoding=m.heatmap_encoding,
+        heatmap_decoding=m.heatmap_decoding,
         backbone=m.backbone,
         training=training_summary(config, checkpoint),
         metrics=found,

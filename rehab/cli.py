@@ -185,20 +185,26 @@ def evaluate(
     model: Optional[Path] = typer.Option(None, metavar="FILE",
                                          help="ONNX pose model (default: the embedded default model)."),
     limit: Optional[int] = typer.Option(None, min=1, metavar="N", help="Evaluate only the first N images of the split."),
+    images: Optional[str] = typer.Option(None, "--images", metavar="A-B",
+                                         help="Only the images numbered A-B in the split, e.g. 801-1000 "
+                                              "(im0801-im1000: the LSP train images held out for validation)."),
     flip_test: Optional[bool] = typer.Option(None, "--flip/--no-flip", help="Flip test (default: the model's)."),
     threads: Optional[int] = typer.Option(None, min=1, metavar="N", help="ONNX Runtime intra-op threads."),
     json_out: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="Write the full report as JSON here."),
 ) -> None:
     """PCK@0.2 (12 limb joints), PCKh@0.5 and joint-angle errors of a model on an annotated dataset."""
     from rehab.datasets import read_lsp
-    from rehab.evaluation import evaluate_pose_model, format_report, write_json
+    from rehab.evaluation import evaluate_pose_model, format_report, select_numbered, write_json
     from rehab.runtime.model import PoseModel
 
     if dataset != "lsp":
         typer.echo(f"error: dataset {dataset!r} is not supported here; use lsp (or `rehab train evaluate`)", err=True)
         raise typer.Exit(2)
     try:
-        records = read_lsp(root, split)[:limit]
+        records = read_lsp(root, split)
+        if images is not None:
+            records = select_numbered(records, images)
+        records = records[:limit]
         pose_model = PoseModel.load(model, threads=threads)
         rep = evaluate_pose_model(pose_model, records, flip_test=flip_test, dataset=f"{dataset}:{split}")
     except (FileNotFoundError, ValueError) as err:

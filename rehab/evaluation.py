@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,6 +112,44 @@ def _per_joint(result: PCKResult, joint_set: JointSet) -> dict[str, float]:
     return {j: float(v) for j, v in zip(joint_set.joints, result.per_joint)}
 
 
+_ENTRY_NUMBER = re.compile(r"^(.*?)(\d+)$")
+
+
+def describe_images(entries: list[str]) -> str:
+    """Which images a number comes from, from the records' entry names ("lsp im1001", "lspet im09501"):
+    e.g. "lsp im1001-im2000 (1000 images)", or "lsp 300 images in im1001-im2000 (not contiguous)"; several
+    datasets are joined with " + ". Names without a number are counted only."""
+    groups: dict[str, list[str]] = {}
+    for entry in entries:
+        kind, _, name = entry.partition(" ")
+        groups.setdefault(kind if name else "", []).append(name or kind)
+    parts = []
+    for kind, names in groups.items():
+        prefix = f"{kind} " if kind else ""
+        matches = [_ENTRY_NUMBER.match(n) for n in names]
+        if not all(matches) or len({m.group(1) for m in matches}) != 1:
+            parts.append(f"{prefix}{len(names)} images")
+            continue
+        numbers = [int(m.group(2)) for m in matches]
+        first, last = names[numbers.index(min(numbers))], names[numbers.index(max(numbers))]
+        contiguous = sorted(numbers) == list(range(min(numbers), max(numbers) + 1))
+        parts.append(f"{prefix}{first}-{last} ({len(names)} images)" if contiguous else
+                     f"{prefix}{len(names)} images in {first}-{last} (not contiguous)")
+    return " + ".join(parts)
+
+
+def select_numbered(records: list, numbers: str) -> list:
+    """The records whose entry ends in a number within ``numbers`` ("A-B", inclusive, e.g. "801-1000")."""
+    match = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", numbers)
+    if not match or int(match.group(1)) > int(match.group(2)):
+        raise ValueError(f"--images must look like A-B with A <= B (e.g. 801-1000), got {numbers!r}")
+    low, high = int(match.group(1)), int(match.group(2))
+    picked = [r for r in records if (m := _ENTRY_NUMBER.match(r.entry)) and low <= int(m.group(2)) <= high]
+    if not picked:
+        raise ValueError(f"no image of this split is numbered {low}-{high}")
+    return picked
+
+
 @dataclass(frozen=True)
 class EvalReport:
     dataset: str
@@ -119,14 +158,15 @@ class EvalReport:
     pckh: dict = field(default_factory=dict)
     angles_deg: dict = field(default_factory=dict)
     flip_test: bool = False
+    images: str = ""  # which images, from describe_images (e.g. "lsp im1001-im2000 (1000 images)")
 
     def to_dict(self) -> dict:
-        return {"dataset": self.dataset, "num_images": self.num_images, "flip_test": self.flip_test,
-                "pck": self.pck, "pckh": self.pckh, "angles_deg": self.angles_deg}
+        return {"dataset": self.dataset, "images": self.images, "num_images": self.num_images,
+                "flip_test": self.flip_test, "pck": self.pck, "pckh": self.pckh, "angles_deg": self.angles_deg}
 
 
 def report(pred: Predictions, joint_set: JointSet, dataset: str, flip_test: bool, pck_alpha: float = 0.2,
-           pckh_alpha: float = 0.5, limb_joints_only: bool = True) -> EvalReport:
+           pckh_alpha: float = 0.5, limb_joints_only: bool = True, images: str = "") -> EvalReport:
     p = pck_torso(pred, joint_set, pck_alpha, limb_joints_only)
     h = pckh_head(pred, joint_set, pckh_alpha)
     return EvalReport(
@@ -138,6 +178,7 @@ def report(pred: Predictions, joint_set: JointSet, dataset: str, flip_test: bool
               "joints_in_mean": [j for j, inc in zip(joint_set.joints, h.included) if inc]},
         angles_deg=angle_errors(pred),
         flip_test=flip_test,
+        images=images,
     )
 
 
@@ -204,7 +245,7 @@ def evaluate_pose_model(model, records, flip_test: bool | None = None, n_boot: i
     pred = Predictions(np.stack(kp), np.stack(scores), gt, np.stack([r.annotated for r in records]), boxes,
                        joint_set.joints)
     flip = model.info.flip_test if flip_test is None else bool(flip_test)
-    rep = report(pred, joint_set, dataset, flip).to_dict()
+    rep = report(pred, joint_set, dataset, flip, images=describe_images([r.entry for r in records])).to_dict()
     p = pck_torso(pred, joint_set)
     h = pckh_head(pred, joint_set)
     for key, result in (("pck", p), ("pckh", h)):
@@ -221,7 +262,8 @@ def evaluate_pose_model(model, records, flip_test: bool | None = None, n_boot: i
 def format_report(rep: dict) -> str:
     """A plain-text table of a report from ``evaluate_pose_model``."""
     pck, pckh = rep["pck"], rep["pckh"]
-    lines = [f"{rep['dataset']}: {rep['num_images']} images, flip test {'on' if rep['flip_test'] else 'off'}",
+    images = rep.get("images") or f"{rep['num_images']} images"
+    lines = [f"{rep['dataset']}: {images}, flip test {'on' if rep['flip_test'] else 'off'}",
              f"{'joint':<16}{'PCK@' + str(pck['alpha']):>10}{'95% CI':>16}{'PCKh@' + str(pckh['alpha']):>11}"]
     for joint, value in pck["per_joint"].items():
         ci = pck.get("per_joint_ci95", {}).get(joint)

@@ -1,7 +1,10 @@
-"""Augmentation presets (the paper's Table 1 plus the Simple Baselines default) and random draws.
+"""Augmentation presets (the paper's Table 1, the Simple Baselines default, "wild") and random draws.
 
-A draw is a rotation (degrees), a scale multiplier and a flip flag; the dataset turns them into one affine
-crop, so augmentation never resamples an image twice.
+A draw is a rotation (degrees), a scale multiplier and a flip flag, which the dataset turns into one affine
+crop (augmentation never resamples an image twice), plus the optional augmentation for the wild: a half-body
+crop, occluders cut from other training images, and photometric changes (colour, blur, noise, JPEG) applied to
+the crop. Their random numbers come from ``extra_seed``, drawn only when one of them is on, so that the draws
+of the original presets are the same as before these options existed (a resumed run stays bit-identical).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import dataclasses
 import difflib
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from train.config import AUG_DISTRIBUTIONS, AugmentConfig, ConfigError
@@ -22,6 +26,13 @@ class AugmentPreset:
     flip_prob: float = 0.5
     rotation_prob: float = 1.0
     distribution: str = "uniform"
+    half_body_prob: float = 0.0
+    occluder_prob: float = 0.0
+    occluder_max: int = 0
+    color_prob: float = 0.0
+    blur_prob: float = 0.0
+    noise_prob: float = 0.0
+    jpeg_prob: float = 0.0
 
 
 # Table 1 of the paper (rotation range, scale range), plus Simple Baselines' defaults, which draw from a
@@ -32,7 +43,24 @@ PRESETS: dict[str, AugmentPreset] = {
     "weak": AugmentPreset(rotation_deg=5.0, scale_factor=0.06),
     "strong": AugmentPreset(rotation_deg=15.0, scale_factor=0.12),
     "simple_baselines": AugmentPreset(rotation_deg=30.0, scale_factor=0.25, rotation_prob=0.6, distribution="normal"),
+    # Issue 16's augmentation for the wild: real clips have tilted bodies, partial views, furniture in front of
+    # limbs, motion blur and compressed video. Half-body share as HRNet (0.3); the rest chosen, not tuned.
+    "wild": AugmentPreset(rotation_deg=40.0, scale_factor=0.30, half_body_prob=0.3, occluder_prob=0.5,
+                          occluder_max=3, color_prob=0.5, blur_prob=0.2, noise_prob=0.2, jpeg_prob=0.3),
 }
+_WILD_KEYS = ("half_body_prob", "occluder_prob", "occluder_max", "color_prob", "blur_prob", "noise_prob", "jpeg_prob")
+_PROB_KEYS = ("flip_prob", "rotation_prob", "half_body_prob", "occluder_prob", "color_prob", "blur_prob",
+              "noise_prob", "jpeg_prob")
+
+# Magnitudes of the wild augmentation (fractions of the crop side, pixel units of uint8 images).
+OCCLUDER_SIDE_FRACTION = (0.1, 0.4)  # each side of an occluder, as a fraction of the crop's side
+COLOR_FACTOR_RANGE = (0.7, 1.3)  # brightness, contrast and saturation multipliers
+BLUR_SIGMA_PX = (0.5, 2.0)
+NOISE_STD_PX = (2.0, 10.0)
+JPEG_QUALITY = (20, 80)
+# Half-body crops (HRNet): the half's joints' box is enlarged this much, and needs at least this many joints.
+HALF_BODY_BOX_FACTOR = 1.5
+HALF_BODY_MIN_JOINTS = 3
 
 
 def resolve_augment(cfg: AugmentConfig) -> AugmentConfig:
@@ -43,13 +71,16 @@ def resolve_augment(cfg: AugmentConfig) -> AugmentConfig:
         raise ConfigError(f"augment.preset must be one of {', '.join(PRESETS)}, got {cfg.preset!r}{hint}")
     preset = PRESETS[cfg.preset]
     values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
-    for name in ("rotation_deg", "scale_factor", "flip_prob", "rotation_prob", "distribution"):
+    for name in ("rotation_deg", "scale_factor", "flip_prob", "rotation_prob", "distribution") + _WILD_KEYS:
         if values[name] is None:
             values[name] = getattr(preset, name)
     if values["distribution"] not in AUG_DISTRIBUTIONS:
         raise ConfigError(f"augment.distribution must be one of {', '.join(AUG_DISTRIBUTIONS)}, "
                           f"got {values['distribution']!r}")
-    for name in ("flip_prob", "rotation_prob"):
+    if values["occluder_max"] < 0 or (values["occluder_prob"] > 0 and values["occluder_max"] < 1):
+        raise ConfigError(f"augment.occluder_max must be >= 1 when augment.occluder_prob > 0, got "
+                          f"{values['occluder_max']}")
+    for name in _PROB_KEYS:
         if not 0.0 <= values[name] <= 1.0:
             raise ConfigError(f"augment.{name} must lie in [0, 1], got {values[name]}")
     if values["rotation_deg"] < 0 or not 0.0 <= values["scale_factor"] < 1.0:
@@ -60,9 +91,23 @@ def resolve_augment(cfg: AugmentConfig) -> AugmentConfig:
 
 @dataclass(frozen=True)
 class AugmentDraw:
+    """One sample's augmentation. half_body: "" (whole person), "upper" or "lower"; occluders: how many;
+    extra_seed seeds the occluders' and photometric changes' own random numbers."""
+
     rotation_deg: float = 0.0
     scale_mult: float = 1.0
     flip: bool = False
+    half_body: str = ""
+    occluders: int = 0
+    color: bool = False
+    blur: bool = False
+    noise: bool = False
+    jpeg: bool = False
+    extra_seed: int = 0
+
+    @property
+    def photometric(self) -> bool:
+        return self.color or self.blur or self.noise or self.jpeg
 
 
 IDENTITY = AugmentDraw()
@@ -80,4 +125,52 @@ def draw(cfg: AugmentConfig, rng: np.random.Generator) -> AugmentDraw:
     if rng.random() >= cfg.rotation_prob:
         rotation = 0.0
     flip = bool(rng.random() < cfg.flip_prob)
-    return AugmentDraw(rotation_deg=rotation, scale_mult=scale, flip=flip)
+    if not any(getattr(cfg, name) for name in _WILD_KEYS):
+        return AugmentDraw(rotation_deg=rotation, scale_mult=scale, flip=flip)
+    half_body = ""
+    if rng.random() < cfg.half_body_prob:
+        half_body = "upper" if rng.random() < 0.5 else "lower"
+    occluders = int(rng.integers(1, cfg.occluder_max + 1)) if rng.random() < cfg.occluder_prob else 0
+    color, blur, noise, jpeg = (bool(rng.random() < p) for p in (cfg.color_prob, cfg.blur_prob, cfg.noise_prob,
+                                                                cfg.jpeg_prob))
+    return AugmentDraw(rotation, scale, flip, half_body, occluders, color, blur, noise, jpeg,
+                       extra_seed=int(rng.integers(0, 2**62)))
+
+
+def paste_occluders(patch: np.ndarray, sources: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """``patch`` (h, w, 3) uint8 with one rectangle cut from each of ``sources`` (RGB images) pasted on it at
+    random places; each rectangle's sides are OCCLUDER_SIDE_FRACTION of the patch's (clipped to the source)."""
+    out = patch.copy()
+    h, w = out.shape[:2]
+    for src in sources:
+        oh = int(min(src.shape[0], max(2, rng.uniform(*OCCLUDER_SIDE_FRACTION) * h)))
+        ow = int(min(src.shape[1], max(2, rng.uniform(*OCCLUDER_SIDE_FRACTION) * w)))
+        sy, sx = int(rng.integers(0, src.shape[0] - oh + 1)), int(rng.integers(0, src.shape[1] - ow + 1))
+        # The top-left corner may lie so that the occluder hangs over the edge: partial occluders at borders.
+        dy, dx = int(rng.integers(-oh // 2, h - oh // 2)), int(rng.integers(-ow // 2, w - ow // 2))
+        y0, x0, y1, x1 = max(dy, 0), max(dx, 0), min(dy + oh, h), min(dx + ow, w)
+        if y1 > y0 and x1 > x0:
+            out[y0:y1, x0:x1] = src[sy + (y0 - dy):sy + (y1 - dy), sx + (x0 - dx):sx + (x1 - dx)]
+    return out
+
+
+def photometric(patch: np.ndarray, aug: AugmentDraw, rng: np.random.Generator) -> np.ndarray:
+    """Colour (brightness, contrast, saturation), blur, noise and JPEG as ``aug`` says, on an RGB uint8 crop."""
+    img = patch.astype(np.float32)
+    if aug.color:
+        brightness, contrast, saturation = rng.uniform(*COLOR_FACTOR_RANGE, size=3)
+        img *= brightness
+        img = (img - img.mean()) * contrast + img.mean()
+        grey = img @ np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601 luma
+        img = (img - grey[..., None]) * saturation + grey[..., None]
+    if aug.blur:
+        img = cv2.GaussianBlur(img, (0, 0), float(rng.uniform(*BLUR_SIGMA_PX)))
+    if aug.noise:
+        img += rng.normal(0.0, rng.uniform(*NOISE_STD_PX), img.shape).astype(np.float32)
+    out = np.clip(img, 0, 255).round().astype(np.uint8)
+    if aug.jpeg:
+        quality = int(rng.integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1))
+        ok, data = cv2.imencode(".jpg", np.ascontiguousarray(out[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if ok:
+            out = cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1]
+    return np.ascontiguousarray(out)

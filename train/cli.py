@@ -127,7 +127,7 @@ def evaluate(
                 "reports": [r.to_dict() for r in reports]}, out)
     for r in reports:
         typer.echo(f"{r.dataset}: PCK@{cfg.eval.pck_alpha} {r.pck['mean']:.2f}  PCKh@{cfg.eval.pckh_alpha} "
-                   f"{r.pckh['mean']:.2f}  ({r.num_images} images)")
+                   f"{r.pckh['mean']:.2f}  ({r.images})")
     typer.echo(f"wrote {out}")
 
 
@@ -177,7 +177,7 @@ def plots(
 
 @app.command()
 def study(
-    kind: str = typer.Argument(..., help="augmentation | mixed | finetune"),
+    kind: str = typer.Argument(..., help="augmentation | mixed | finetune | ablation"),
     source: Optional[str] = typer.Option(None, "--source", help="source domain: auto (mpii when its images exist, "
                                          "else lspet) | mpii | lspet | lsp"),
     target: Optional[str] = typer.Option(None, "--target", help="target domain (default lsp)"),
@@ -196,7 +196,7 @@ def study(
     report_only: bool = typer.Option(False, "--report-only", help="rebuild the report from the arms' predictions"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Run one of the paper's studies (arms resume after an interruption) and write its report."""
+    """Run one of the paper's studies or the recipe ablations (arms resume when interrupted); write the report."""
     from train.studies import parse_reuse, run_study, study_config_from_cli
 
     _logging(verbose)
@@ -207,3 +207,21 @@ def study(
         _fail(exc)
         return
     typer.echo(f"{kind} study: {len(result.run_ids)} arms; report in {result.report_md}")
+
+
+@app.command("study-summary")
+def study_summary(
+    folder: Path = typer.Argument(..., help="a folder of ablation report folders, e.g. docs/ablations"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="markdown file (default <folder>/SUMMARY.md)"),
+) -> None:
+    """One table over the ablation reports in FOLDER/*/report.json: every arm against the baseline."""
+    from train.studies.report import ablation_summary
+
+    try:
+        text = ablation_summary([p for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else [])
+    except FileNotFoundError as exc:
+        _fail(exc)
+        return
+    target = out or folder / "SUMMARY.md"
+    target.write_text(text)
+    typer.echo(f"wrote {target}")

@@ -18,6 +18,7 @@ import yaml
 # The strict loader is rehab.core's (one copy for training configs, runtime and app settings); its names are
 # re-exported here for the training code.
 from rehab.core.config import ConfigError, from_dict, parse_override, read_yaml_mapping, set_dotted, to_dict  # noqa: F401
+from rehab.core.heatmaps import DECODINGS, ENCODINGS
 from rehab.core.skeleton import get_joint_set
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +40,7 @@ IMAGE_CACHE_MODES = ("none", "encoded", "decoded")
 AUG_DISTRIBUTIONS = ("uniform", "normal")
 DEVICES = ("auto", "cpu", "cuda")
 VAL_METRICS = ("pck", "pckh")
+LR_SCHEDULES = ("multistep", "cosine")
 
 
 def default_shared_dir() -> Path:
@@ -112,6 +114,11 @@ class AugmentConfig:
 
     distribution uniform: rotation ~ U(-rot, rot), scale ~ U(1 - s, 1 + s).
     distribution normal (Simple Baselines): rotation ~ N(0, rot) clipped to +-2 rot, scale ~ N(1, s) clipped to 1 +- s.
+    Augmentation for the wild (probabilities per sample, 0 = off; magnitudes in train/augment.py):
+    half_body_prob: crop the upper or the lower body only (its annotated joints' box, as HRNet);
+    occluder_prob: paste 1 to occluder_max rectangles cut from other training images over the crop;
+    color_prob (brightness, contrast, saturation), blur_prob (Gaussian), noise_prob (Gaussian), jpeg_prob
+    (re-encoded at a low quality).
     """
 
     preset: str = "strong"
@@ -120,6 +127,13 @@ class AugmentConfig:
     flip_prob: float | None = None
     rotation_prob: float | None = None
     distribution: str | None = None
+    half_body_prob: float | None = None
+    occluder_prob: float | None = None
+    occluder_max: int | None = None
+    color_prob: float | None = None
+    blur_prob: float | None = None
+    noise_prob: float | None = None
+    jpeg_prob: float | None = None
 
 
 @dataclass
@@ -138,6 +152,10 @@ class ModelConfig:
     input_size: list[int] = field(default_factory=lambda: [192, 192])  # (w, h)
     heatmap_size: list[int] = field(default_factory=lambda: [48, 48])  # (w, h)
     sigma: float = 2.0
+    # The heatmap codec (rehab.core.heatmaps): coordinate convention standard | udp (unbiased data processing)
+    # and sub-pixel decoding quarter | dark; stored with the weights, so export and runtime decode the same way.
+    heatmap_encoding: str = "standard"
+    heatmap_decoding: str = "quarter"
     joint_set: str = "lsp14"
     # Preprocessing facts, stored so that export and runtime read them instead of hard-coding them.
     joint_names: list[str] = field(default_factory=list)  # filled by resolve()
@@ -165,6 +183,9 @@ class OptimConfig:
     # LR of the presence head's parameters (new when fine-tuning adds the head to a trained pose model, while the
     # pose weights move at optim.lr); None: optim.lr like the rest. Follows the same milestones.
     presence_head_lr: float | None = None
+    # multistep: x lr_factor at each milestone; cosine: lr x (1 + cos(pi x epoch / epochs)) / 2 per epoch
+    # (milestones unused), from the full LR in the first epoch down to a few % of it in the last.
+    lr_schedule: str = "multistep"
 
 
 @dataclass
@@ -306,6 +327,9 @@ def resolve(cfg: Config) -> Config:
     _check_choice(cfg.data.image_cache, IMAGE_CACHE_MODES, "data.image_cache")
     _check_choice(cfg.train.device, DEVICES, "train.device")
     _check_choice(cfg.eval.val_metric, VAL_METRICS, "eval.val_metric")
+    _check_choice(cfg.optim.lr_schedule, LR_SCHEDULES, "optim.lr_schedule")
+    _check_choice(m.heatmap_encoding, ENCODINGS, "model.heatmap_encoding")
+    _check_choice(m.heatmap_decoding, DECODINGS, "model.heatmap_decoding")
     for name in ("input_size", "heatmap_size"):
         size = getattr(m, name)
         if len(size) != 2 or min(size) <= 0:

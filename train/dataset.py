@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from rehab import datasets
-from rehab.core.heatmaps import encode
+from rehab.core.heatmaps import coordinate_stride, encode
 from rehab.core.skeleton import JointSet, convert, get_joint_set
 from rehab.core.transforms import (
     apply_affine,
@@ -36,7 +36,15 @@ from rehab.core.transforms import (
     letterbox,
 )
 from rehab.datasets import PoseRecord
-from train.augment import IDENTITY, AugmentDraw, draw
+from train.augment import (
+    HALF_BODY_BOX_FACTOR,
+    HALF_BODY_MIN_JOINTS,
+    IDENTITY,
+    AugmentDraw,
+    draw,
+    paste_occluders,
+    photometric,
+)
 from train.config import AugmentConfig, Config, SourceConfig, resolve_path
 from train.preprocess import crop
 from train.presence import (
@@ -52,6 +60,10 @@ from train.presence import (
 
 logger = logging.getLogger(__name__)
 
+# Half-body crops: the lower half is the hips and below (pelvis included), everything else is the upper half.
+_LOWER_BODY_JOINTS = frozenset({"right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
+                                "pelvis"})
+
 
 @dataclass(frozen=True)
 class CropSettings:
@@ -60,10 +72,16 @@ class CropSettings:
     sigma: float
     box_margin: float
     box_padding: float
+    heatmap_encoding: str = "standard"
 
     @property
     def stride(self) -> float:
         return self.input_size[0] / self.heatmap_size[0]
+
+    @property
+    def coordinate_stride(self) -> np.ndarray:
+        """(sx, sy) input pixels per heatmap pixel of the configured heatmap encoding."""
+        return coordinate_stride(self.input_size, self.heatmap_size, self.heatmap_encoding)
 
     @property
     def aspect_ratio(self) -> float:
@@ -197,18 +215,41 @@ class PoseDataset(Dataset):
         meta = empty_meta(len(self.joint_set.joints), index, center, scale, rotation, aug.flip, matrix)
         return person_free_sample(patch, len(self.joint_set.joints), s.heatmap_size, meta, usable=found is not None)
 
+    def half_body_box(self, kp: np.ndarray, annotated: np.ndarray, half: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """Center/scale of the upper or lower body's annotated joints (HRNet's half-body crop), or None when
+        that half has fewer than HALF_BODY_MIN_JOINTS of them (the whole person is cropped then)."""
+        lower = np.array([j in _LOWER_BODY_JOINTS for j in self.joint_set.joints])
+        chosen = annotated.astype(bool) & (lower if half == "lower" else ~lower)
+        if chosen.sum() < HALF_BODY_MIN_JOINTS:
+            return None
+        box = keypoints_box(kp, chosen, margin=self.settings.box_margin)
+        if box is None:
+            return None
+        center, scale = box_to_center_scale(box, self.settings.aspect_ratio, padding=self.settings.box_padding)
+        return center, scale * HALF_BODY_BOX_FACTOR
+
     def sample(self, index: int, aug: AugmentDraw) -> dict:
         if self.sample_mode == "background":
             return self.background_sample(index, aug)
         record = self.records[index]
         image = self.images.read(record)
         s = self.settings
+        kp, annotated, visible = self.joints(record)
         center, scale = person_center_scale(record, (image.shape[1], image.shape[0]), s, self.full_image)
+        if aug.half_body:
+            center, scale = self.half_body_box(kp, annotated, aug.half_body) or (center, scale)
         scale = scale * aug.scale_mult
         if self.zoom_out is not None:
             scale = scale * float(self._extra_rng(index).uniform(*self.zoom_out))
         patch, matrix = crop(image, center, scale, aug.rotation_deg, s.input_size)
-        kp, annotated, visible = self.joints(record)
+        if aug.occluders or aug.photometric:
+            extra = np.random.default_rng(aug.extra_seed)
+            if aug.occluders:
+                # Rectangles cut from other images of this source: real textures (people, gear, background).
+                others = extra.integers(0, len(self.records), size=aug.occluders)
+                patch = paste_occluders(patch, [self.images.read(self.records[int(i)]) for i in others], extra)
+            if aug.photometric:
+                patch = photometric(patch, aug, extra)
         kp_crop = apply_affine(kp, matrix)
         crop_annotated = annotated
         if aug.flip:
@@ -216,7 +257,7 @@ class PoseDataset(Dataset):
             patch = patch[:, ::-1]
             kp_crop = flip_points(kp_crop, s.input_size[0], perm)
             crop_annotated = annotated[perm]
-        target, weight = encode(kp_crop, crop_annotated, s.heatmap_size, s.stride, s.sigma)
+        target, weight = encode(kp_crop, crop_annotated, s.heatmap_size, s.coordinate_stride, s.sigma)
         if not self.heatmap_loss:
             weight = np.zeros_like(weight)
         head_box = record.head_box_xyxy if record.head_box_xyxy is not None else np.full(4, np.nan)
@@ -345,7 +386,8 @@ def read_source(cfg: Config, src: SourceConfig) -> list[PoseRecord]:
 
 def crop_settings(cfg: Config) -> CropSettings:
     m = cfg.model
-    return CropSettings(tuple(m.input_size), tuple(m.heatmap_size), m.sigma, cfg.data.box_margin, cfg.data.box_padding)
+    return CropSettings(tuple(m.input_size), tuple(m.heatmap_size), m.sigma, cfg.data.box_margin, cfg.data.box_padding,
+                        m.heatmap_encoding)
 
 
 def build_source_dataset(cfg: Config, src: SourceConfig, train: bool):

@@ -126,14 +126,24 @@ def build_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimize
     return torch.optim.Adam(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Config) -> torch.optim.lr_scheduler.MultiStepLR:
+def cosine_factor(epoch: int, epochs: int) -> float:
+    """Share of the base LR in (0-based) ``epoch`` of a cosine schedule over ``epochs`` epochs."""
+    return 0.5 * (1.0 + math.cos(math.pi * min(epoch, epochs) / max(epochs, 1)))
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Config) -> torch.optim.lr_scheduler.LRScheduler:
+    if cfg.optim.lr_schedule == "cosine":
+        epochs = cfg.train.epochs
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: cosine_factor(epoch, epochs))
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.optim.scaled_milestones,
                                                 gamma=cfg.optim.lr_factor)
 
 
 def scheduled_lr(cfg: Config, epoch: int, base_lr: float | None = None) -> float:
-    """The multistep schedule's LR for (0-based) ``epoch``: ``base_lr`` (default optim.lr) x lr_factor at every
-    milestone reached."""
+    """The schedule's LR for (0-based) ``epoch`` from ``base_lr`` (default optim.lr): multistep x lr_factor at
+    every milestone reached, or cosine."""
+    if cfg.optim.lr_schedule == "cosine":
+        return (cfg.optim.lr if base_lr is None else base_lr) * cosine_factor(epoch, cfg.train.epochs)
     passed = sum(1 for m in cfg.optim.scaled_milestones if m <= epoch)
     return (cfg.optim.lr if base_lr is None else base_lr) * cfg.optim.lr_factor ** passed
 
@@ -153,8 +163,9 @@ def set_scheduled_lr(optimizer: torch.optim.Optimizer, scheduler, cfg: Config, e
     lrs = [scheduled_lr(cfg, epoch, b) for b in bases]
     current = optimizer.param_groups[0]["lr"]
     if not math.isclose(current, lrs[0], rel_tol=1e-9):
-        logger.info("LR %g -> %g for epoch %d (schedule: %g x %g at epochs %s)", current, lrs[0], epoch + 1,
-                    cfg.optim.lr, cfg.optim.lr_factor, cfg.optim.scaled_milestones)
+        logger.info("LR %g -> %g for epoch %d (schedule: %s from %g, x %g at epochs %s for multistep)", current,
+                    lrs[0], epoch + 1, cfg.optim.lr_schedule, cfg.optim.lr, cfg.optim.lr_factor,
+                    cfg.optim.scaled_milestones)
     for group, base, lr in zip(optimizer.param_groups, bases, lrs):
         group["lr"] = lr
         group["initial_lr"] = base
@@ -411,7 +422,8 @@ def _fit(cfg: Config, run_dir: Path, device: torch.device, info: DistInfo, ckpt:
         start_epoch, best_metric = int(ckpt["epoch"]) + 1, float(ckpt["best_metric"])
         # The epoch count or the milestones may have changed on resume; the schedule follows the resolved
         # config, including a milestone moved to (or before) the epoch the run resumes at.
-        scheduler.milestones = Counter(cfg.optim.scaled_milestones)
+        if isinstance(scheduler, torch.optim.lr_scheduler.MultiStepLR):
+            scheduler.milestones = Counter(cfg.optim.scaled_milestones)
         set_scheduled_lr(optimizer, scheduler, cfg, start_epoch)
         logger.info("resumed after epoch %d (best metric %.3f)", start_epoch, best_metric)
     if info.enabled:

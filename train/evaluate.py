@@ -16,10 +16,10 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from rehab.core.heatmaps import decode, merge_flip
+from rehab.core.heatmaps import coordinate_stride, decode, flip_shift, merge_flip
 from rehab.core.skeleton import get_joint_set
 from rehab.core.transforms import apply_affine, invert_affine
-from rehab.evaluation import EvalReport, Predictions, report
+from rehab.evaluation import EvalReport, Predictions, describe_images, report
 from train.config import Config, ModelConfig
 from train.preprocess import normalize_tensor
 
@@ -62,7 +62,8 @@ def predict(model: torch.nn.Module, loader: DataLoader, model_cfg: ModelConfig, 
     was_training = model.training
     model.eval()
     joint_set = get_joint_set(model_cfg.joint_set)
-    stride = model_cfg.input_size[0] / model_cfg.heatmap_size[0]
+    stride = coordinate_stride(model_cfg.input_size, model_cfg.heatmap_size, model_cfg.heatmap_encoding)
+    shift = flip_shift(model_cfg.heatmap_encoding)
     out_kp, out_scores, out_gt, out_ann, out_head = [], [], [], [], []
     losses = []
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
@@ -78,8 +79,8 @@ def predict(model: torch.nn.Module, loader: DataLoader, model_cfg: ModelConfig, 
             losses.append(float(loss_fn(heatmaps, batch["target"].to(device), batch["target_weight"].to(device))))
         hm = heatmaps.cpu().numpy()
         if flip_test:
-            hm = merge_flip(hm, flipped.float().cpu().numpy(), joint_set.flip_permutation, shift=True)
-        kp_crop, scores = decode(hm, stride=stride)
+            hm = merge_flip(hm, flipped.float().cpu().numpy(), joint_set.flip_permutation, shift=shift)
+        kp_crop, scores = decode(hm, stride=stride, method=model_cfg.heatmap_decoding, sigma=model_cfg.sigma)
         matrices = batch["meta"]["matrix"].numpy()
         kp_img = np.stack([apply_affine(kp_crop[i], invert_affine(matrices[i])) for i in range(len(kp_crop))])
         out_kp.append(kp_img)
@@ -124,6 +125,8 @@ def source_label(src) -> str:
     label = f"{src.kind}:{src.split}" if src.kind != "video" else f"video:{Path(src.path).stem}"
     if src.sample != "person":
         label += f":{src.sample}"
+    if src.start is not None or src.stop is not None:
+        label += f"[{'' if src.start is None else src.start}:{'' if src.stop is None else src.stop}]"
     if src.limit is not None:
         label += f":{src.limit}"
     return label + ("" if src.crop == "person" else f":{src.crop}")
@@ -145,9 +148,9 @@ def evaluate_model(model: torch.nn.Module, cfg: Config, sources: list, flip_test
                        cuda_amp=cfg.train.amp, channels_last=cfg.train.channels_last, progress=progress,
                        desc=f"eval {source_label(src)}")
         rep = report(pred, joint_set, source_label(src), flip, cfg.eval.pck_alpha, cfg.eval.pckh_alpha,
-                     cfg.eval.limb_joints_only)
-        logger.info("%s: PCK@%.2f %.2f, PCKh@%.2f %.2f (%d images)", rep.dataset, cfg.eval.pck_alpha, rep.pck["mean"],
-                    cfg.eval.pckh_alpha, rep.pckh["mean"], rep.num_images)
+                     cfg.eval.limb_joints_only, images=describe_images([r.entry for r in ds.records]))
+        logger.info("%s: PCK@%.2f %.2f, PCKh@%.2f %.2f (%s)", rep.dataset, cfg.eval.pck_alpha, rep.pck["mean"],
+                    cfg.eval.pckh_alpha, rep.pckh["mean"], rep.images)
         reports.append(rep)
     return reports
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from rehab.core.heatmaps import DECODINGS, ENCODINGS
+
 KEY_PREFIX = "rehab."
 SCHEMA_VERSION = 1
 CHANNEL_ORDERS = ("RGB", "BGR")
@@ -27,9 +29,9 @@ _STRIDE_TOLERANCE = 1e-6
 
 # Field name -> how it is stored: "str" as is, "json" JSON-encoded.
 _STRING_FIELDS = ("name", "channel_order", "backbone", "source_sha256", "exported_at", "code_version", "precision",
-                  "presence_output")
+                  "presence_output", "heatmap_encoding", "heatmap_decoding")
 # Fields added to schema 1 later, with a default: files written before them lack the key and still load.
-_OPTIONAL_FIELDS = ("graph_rewrites", "presence_output", "presence_threshold")
+_OPTIONAL_FIELDS = ("graph_rewrites", "presence_output", "presence_threshold", "heatmap_encoding", "heatmap_decoding")
 # Optional fields written only when set: a model without a presence output carries no presence keys.
 _WRITTEN_WHEN_SET = ("presence_output", "presence_threshold")
 
@@ -47,6 +49,8 @@ class ModelInfo:
     ``subpixel_deconv``: deconvolutions in sub-pixel form), empty for files exported without any.
     ``presence_output`` names the optional second output, a presence logit (N, 1) per crop ("" = none), and
     ``presence_threshold`` the probability sigmoid(logit) at or above which a person counts as present.
+    ``heatmap_encoding`` / ``heatmap_decoding``: the codec of rehab.core.heatmaps the model was trained with
+    (standard | udp) and decodes with (quarter | dark); files without the keys are standard + quarter.
     """
 
     name: str
@@ -76,6 +80,8 @@ class ModelInfo:
     graph_rewrites: Mapping[str, Any] = field(default_factory=dict)
     presence_output: str = ""
     presence_threshold: float | None = None
+    heatmap_encoding: str = "standard"
+    heatmap_decoding: str = "quarter"
 
     def __post_init__(self) -> None:
         k = len(self.joint_names)
@@ -104,6 +110,9 @@ class ModelInfo:
             raise ValueError(f"pixel_range must be positive, got {self.pixel_range}")
         if self.channel_order not in CHANNEL_ORDERS:
             raise ValueError(f"channel_order must be one of {CHANNEL_ORDERS}, got {self.channel_order!r}")
+        if self.heatmap_encoding not in ENCODINGS or self.heatmap_decoding not in DECODINGS:
+            raise ValueError(f"heatmap_encoding must be one of {ENCODINGS} and heatmap_decoding one of {DECODINGS}, "
+                             f"got {self.heatmap_encoding!r}, {self.heatmap_decoding!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if not (self.sigma > 0 and math.isfinite(self.subpixel_shift)):

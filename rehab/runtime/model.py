@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from rehab.core.heatmaps import SUBPIXEL_SHIFT, decode, merge_flip
+from rehab.core.heatmaps import SUBPIXEL_SHIFT, coordinate_stride, decode, merge_flip
 from rehab.core.transforms import affine_matrix, apply_affine, box_to_center_scale, invert_affine, letterbox
 from rehab.runtime.metadata import PRESENCE_OUTPUT_NAME, ModelInfo, from_metadata_props
 from rehab.runtime.session import ProviderSpec, create_session
@@ -197,7 +197,8 @@ def postprocess(heatmaps: np.ndarray, affine: np.ndarray, info: ModelInfo, prese
     expected = (info.num_joints, info.heatmap_size[1], info.heatmap_size[0])
     if hm.shape != expected:
         raise ValueError(f"heatmaps must have shape {expected} (K, H, W) for this model, got {np.shape(heatmaps)}")
-    crop_px, scores = decode(hm, stride=info.heatmap_stride)
+    stride = coordinate_stride(info.input_size, info.heatmap_size, info.heatmap_encoding)
+    crop_px, scores = decode(hm, stride=stride, method=info.heatmap_decoding, sigma=info.sigma)
     image_px = apply_affine(crop_px, invert_affine(affine))
     return Pose(keypoints_px=image_px, scores=scores, joint_names=info.joint_names, presence=presence)
 

@@ -45,6 +45,7 @@ def test_evaluate_writes_json_with_pck_pckh_and_angles(tiny_run, tmp_path, share
     data = json.loads(out.read_text())
     lsp, mpii = data["reports"]
     assert lsp["dataset"] == "lsp:test:8:full_image" and lsp["num_images"] == 8 and lsp["flip_test"]
+    assert lsp["images"] == "lsp 8 images in im1001-im2000 (not contiguous)"  # which images the number is from
     assert len(lsp["pck"]["joints_in_mean"]) == 12 and 0 <= lsp["pck"]["mean"] <= 100
     assert set(lsp["angles_deg"]) == {"knee", "elbow", "hip", "shoulder"}
     # Plumbing only: what a 2-epoch model predicts decides how many angles are defined (a collapsed pose has

@@ -118,3 +118,19 @@ def test_mixed_dataset_counts_and_ratios(tmp_path):
     ratio.set_epoch(1)
     assert not np.array_equal(first, ratio._index)
     assert ratio[0]["meta"]["source"] in (0, 1)
+
+
+@pytest.mark.parametrize("encoding", ["standard", "udp"])
+def test_targets_decode_back_to_the_crop_joints_with_the_configured_codec(tmp_path, encoding):
+    """The dataset encodes with the config's heatmap encoding; decoding with the same one (DARK) returns the
+    joints in the crop within a small fraction of a heatmap pixel."""
+    import dataclasses
+
+    settings = dataclasses.replace(SETTINGS, heatmap_encoding=encoding)
+    ds = PoseDataset([_record(tmp_path, _joints(), center_px=np.array([60.0, 100.0]), scale_h=1.0)], LSP14, settings)
+    s = ds.sample(0, AugmentDraw(rotation_deg=10.0, scale_mult=1.0, flip=True))
+    kp, _ = decode(s["target"].numpy(), settings.coordinate_stride, "dark", settings.sigma)
+    crop = s["meta"]["joints_crop_px"]
+    inside = (crop > 8).all(1) & (crop < 56).all(1)
+    assert inside.sum() >= 8
+    assert np.abs(kp[inside] - crop[inside]).max() < 0.1 * settings.stride

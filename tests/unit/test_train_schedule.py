@@ -73,3 +73,41 @@ def test_bf16_autocast_only_where_the_cpu_has_native_bf16():
     with ctx:
         out = torch.nn.Linear(4, 4)(torch.ones(1, 4))
     assert out.dtype == (torch.bfloat16 if cpu_has_native_bf16() else torch.float32)
+
+
+def test_cosine_schedule_steps_per_epoch_matches_scheduled_lr_and_resumes_on_it():
+    cfg = _cfg(6, [90, 120], 140)
+    cfg.optim.lr_schedule = "cosine"
+    model = torch.nn.Linear(2, 2)
+    opt = build_optimizer(model, cfg)
+    sched = build_scheduler(opt, cfg)
+    seen, states = [], {}
+    for epoch in range(6):
+        states[epoch] = (opt.state_dict(), sched.state_dict())  # what a checkpoint after epoch - 1 holds
+        seen.append(opt.param_groups[0]["lr"])
+        assert seen[-1] == pytest.approx(scheduled_lr(cfg, epoch))
+        opt.step()
+        sched.step()
+    # Full LR first, halfway at the middle epoch, a few % in the last; strictly decreasing; no milestones used.
+    assert seen[0] == pytest.approx(1e-3) and seen[3] == pytest.approx(5e-4)
+    assert 0 < seen[-1] < 0.1e-3 and all(a > b for a, b in zip(seen, seen[1:]))
+    # A resume at epoch 4 (fresh objects + the saved states) continues on the curve.
+    state_opt, state_sched = states[4]
+    opt2 = build_optimizer(model, cfg)
+    sched2 = build_scheduler(opt2, cfg)
+    opt2.load_state_dict(state_opt)
+    sched2.load_state_dict(state_sched)
+    set_scheduled_lr(opt2, sched2, cfg, 4)
+    assert opt2.param_groups[0]["lr"] == pytest.approx(seen[4])
+    opt2.step()
+    sched2.step()
+    assert opt2.param_groups[0]["lr"] == pytest.approx(seen[5])
+
+
+def test_an_unknown_schedule_is_refused_naming_the_choices():
+    from train.config import ConfigError
+
+    cfg = Config()
+    cfg.optim.lr_schedule = "one_cycle"
+    with pytest.raises(ConfigError, match="optim.lr_schedule must be one of multistep, cosine"):
+        resolve(cfg)

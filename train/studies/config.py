@@ -7,7 +7,10 @@ A study is a few ordinary training runs ("arms") that differ in one factor, trai
 - mixed (Table 3): source only vs source + a small target-domain subset mixed at the paper's ratio
   (12,000 MPII : 700 LSP people);
 - finetune (Tables 4-5): a source-trained base model, then fine-tuned on the target's training split at
-  several constant learning rates, to see adaptation against catastrophic forgetting.
+  several constant learning rates, to see adaptation against catastrophic forgetting;
+- ablation (issue 16): one-factor changes of a training recipe, each arm = the baseline recipe plus a few
+  ``key=value`` overrides, all scored on validation images held out of the *training* data (the last LSPET
+  images and the last LSP train images), so that no choice made from an ablation has seen LSP test.
 
 ``StudyConfig`` holds the study's own settings (flat keys) and names a training config (YAML under
 train/configs/) for the arms' network, optimiser and loop; ``plan_arms`` turns it into ``ArmPlan``s.
@@ -23,6 +26,7 @@ from pathlib import Path
 
 from train.config import (
     REPO_ROOT,
+    apply_overrides,
     Config,
     ConfigError,
     SourceConfig,
@@ -38,7 +42,7 @@ from train.config import (
 
 logger = logging.getLogger(__name__)
 
-STUDY_KINDS = ("augmentation", "mixed", "finetune")
+STUDY_KINDS = ("augmentation", "mixed", "finetune", "ablation")
 DOMAINS = ("auto", "mpii", "lspet", "lsp")
 METRICS = ("pck", "pckh")
 PRESETS = ("cpu", "paper")
@@ -46,10 +50,25 @@ STUDY_CONFIG_DIR = REPO_ROOT / "train" / "configs" / "studies"
 # The top-level sections of a training config: `--set model.x=...` goes to the arms' training config.
 TRAIN_SECTIONS = ("model", "data", "augment", "optim", "train", "eval", "finetune")
 
-DEFAULT_BASELINES = {"augmentation": "normal", "mixed": "source", "finetune": "base"}
+DEFAULT_BASELINES = {"augmentation": "normal", "mixed": "source", "finetune": "base", "ablation": "baseline"}
+ABLATION_BASE_ARM = "baseline"
 MIXED_SOURCE_ARM = "source"
 MIXED_ARM = "mixed"
 FINETUNE_BASE_ARM = "base"
+
+
+@dataclass
+class AblationArm:
+    """One arm of an ablation study: the baseline recipe with ``set`` (training-config ``key=value``) on top.
+
+    evaluate_arm: instead of training, score that (earlier) arm's final model with ``set`` applied to how it is
+        evaluated: model.heatmap_decoding and eval.* only (e.g. DARK decoding or a flip test at no training cost).
+    """
+
+    name: str = ""
+    description: str = ""
+    set: list[str] = field(default_factory=list)
+    evaluate_arm: str = ""
 
 
 @dataclass
@@ -64,6 +83,9 @@ class StudyConfig:
     *_limit: evaluate/train on that many evenly spaced entries (small smoke runs and tests; None = all).
     val_limit: target test images scored after every epoch (the per-joint learning curves only; 0 = none; the
         final model of every arm is its last checkpoint, never selected on test data).
+    target_holdout: ablation studies: LSP train's last N images are the target validation set (with the
+        source_holdout LSPET images); no arm trains on them, and LSP test is not read at all.
+    ablation_arms: ablation studies: the arms besides the baseline (name, description, overrides).
     """
 
     kind: str = "augmentation"
@@ -78,6 +100,7 @@ class StudyConfig:
     baseline: str = ""  # empty = DEFAULT_BASELINES[kind]
     primary_metric: str = "pck"  # pck: PCK@0.2 over the 12 limb joints (torso) | pckh: PCKh@0.5
     source_holdout: int = 500
+    target_holdout: int = 200
     source_train_limit: int | None = None
     target_train_limit: int | None = None
     source_test_limit: int | None = None
@@ -95,6 +118,7 @@ class StudyConfig:
     finetune_budget_images: int = 12000
     finetune_epochs: int = 4
     base_checkpoint: str = ""  # finetune: start from this model (evaluated as the base arm) instead of training it
+    ablation_arms: list[AblationArm] = field(default_factory=list)
     n_boot: int = 2000
     ci: float = 0.95
     stats_seed: int = 0
@@ -108,6 +132,8 @@ class ArmPlan:
     train: the run's training config (unresolved); finetune arms get finetune.checkpoint at run time.
     init_from: the run_id whose final checkpoint a fine-tuning arm starts from ("" = ImageNet backbone).
     checkpoint: evaluate this existing model instead of training (a given base model).
+    evaluate_from: evaluate the final model of this run_id instead of training (decode-only ablations), with
+        ``decode_set`` (model.heatmap_decoding overrides) applied to the checkpoint's config.
     """
 
     name: str
@@ -117,6 +143,13 @@ class ArmPlan:
     train: Config
     init_from: str = ""
     checkpoint: str = ""
+    evaluate_from: str = ""
+    decode_set: tuple[str, ...] = ()
+
+
+# Keys an evaluate-only ablation arm may change: how a trained model is decoded and scored, not the model.
+EVALUATE_ONLY_KEYS = ("model.heatmap_decoding",)
+EVALUATE_ONLY_SECTIONS = ("eval",)
 
 
 @dataclass(frozen=True)
@@ -190,6 +223,30 @@ def validate(cfg: StudyConfig) -> None:
         raise ConfigError("mix_source_ratio and mix_target_ratio must be positive")
     if any(not lr > 0 for lr in cfg.finetune_lrs):
         raise ConfigError(f"finetune_lrs must be positive, got {cfg.finetune_lrs}")
+    if cfg.target_holdout < 1:
+        raise ConfigError(f"target_holdout must be >= 1, got {cfg.target_holdout}")
+    names = [a.name for a in cfg.ablation_arms]
+    for arm in cfg.ablation_arms:
+        if not arm.name or not arm.name.replace("_", "").isalnum():
+            raise ConfigError(f"ablation arm names must be letters, digits and _, got {arm.name!r}")
+        if arm.name == ABLATION_BASE_ARM or names.count(arm.name) > 1:
+            raise ConfigError(f"ablation arm {arm.name!r} is the baseline's name or given twice")
+        if not arm.set:
+            raise ConfigError(f"ablation arm {arm.name!r} changes nothing (its set list is empty)")
+        if arm.evaluate_arm:
+            earlier = [ABLATION_BASE_ARM] + [a.name for a in cfg.ablation_arms[:cfg.ablation_arms.index(arm)]
+                                             if not a.evaluate_arm]
+            if arm.evaluate_arm not in earlier:
+                raise ConfigError(f"ablation arm {arm.name!r} evaluates {arm.evaluate_arm!r}, which is not a trained "
+                                  f"arm listed before it ({', '.join(earlier)})")
+            for text in arm.set:
+                key = text.split("=", 1)[0].strip()
+                if key not in EVALUATE_ONLY_KEYS and key.split(".")[0] not in EVALUATE_ONLY_SECTIONS:
+                    raise ConfigError(f"ablation arm {arm.name!r} only evaluates a trained model: it may set "
+                                      f"{', '.join(EVALUATE_ONLY_KEYS)} and eval.*, not {key}")
+    if cfg.kind == "ablation" and cfg.source == "mpii":
+        raise ConfigError("the ablation study holds validation images out of LSPET and LSP train; source must be "
+                          "lspet (or auto)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -224,6 +281,8 @@ def _domain_sources(name: str, cfg: StudyConfig, role: str) -> tuple[SourceConfi
 def resolve_domains(cfg: StudyConfig, root: Path) -> Domains:
     """MPII -> LSP as in the paper when the MPII images exist; otherwise (source=auto) LSPET -> LSP."""
     source = cfg.source
+    if cfg.kind == "ablation" and source == "auto":
+        source = "lspet"  # the ablation protocol holds out LSPET images; MPII is not one of its domains
     if source == "auto":
         source = "mpii" if mpii_images_present(root) else "lspet"
         logger.info("source domain: %s (MPII images %s under %s)", source,
@@ -235,6 +294,12 @@ def resolve_domains(cfg: StudyConfig, root: Path) -> Domains:
         raise ConfigError(f"source and target must be different domains, both are {source!r}")
     s_train, s_test = _domain_sources(source, cfg, "source")
     t_train, t_test = _domain_sources(cfg.target, cfg, "target")
+    if cfg.kind == "ablation":
+        if cfg.target != "lsp" or source != "lspet":
+            raise ConfigError(f"the ablation study runs on lspet + lsp, got {source} + {cfg.target}")
+        # Validation from training data only: LSP train's last images are held out; LSP test is never read.
+        t_train = dataclasses.replace(t_train, stop=-cfg.target_holdout)
+        t_test = dataclasses.replace(t_test, split="train", start=-cfg.target_holdout)
     return Domains(source, cfg.target, s_train, s_test, t_train, t_test)
 
 
@@ -319,6 +384,8 @@ def _arms_for_seed(cfg: StudyConfig, domains: Domains, base: Config, seed: int) 
         return [_fit_arm(cfg, base, seed, MIXED_SOURCE_ARM, f"{domains.source} only", source_only, cfg.study_augment),
                 _fit_arm(cfg, base, seed, MIXED_ARM, f"{domains.source} + {target_part.limit} {domains.target} train "
                          f"images ({100 * share:.1f}% of each epoch)", mixed, cfg.study_augment)]
+    if cfg.kind == "ablation":
+        return _ablation_arms(cfg, domains, base, seed)
     if cfg.base_checkpoint:
         arms = [ArmPlan(FINETUNE_BASE_ARM, seed, FINETUNE_BASE_ARM, f"given model {cfg.base_checkpoint}", _copy(base),
                         checkpoint=cfg.base_checkpoint)]
@@ -334,6 +401,26 @@ def _arms_for_seed(cfg: StudyConfig, domains: Domains, base: Config, seed: int) 
         train.optim.lr_milestones = []  # a constant fine-tuning LR, as the paper's sweep
         arms.append(ArmPlan(name, seed, name, f"base fine-tuned on {domains.target} train at lr {lr:g}", train,
                             init_from=FINETUNE_BASE_ARM))
+    return arms
+
+
+def _ablation_arms(cfg: StudyConfig, domains: Domains, base: Config, seed: int) -> list[ArmPlan]:
+    """The baseline recipe trained on both training sets (mixed at mix_source_ratio : mix_target_ratio), then
+    one arm per ablation: the same plan with the arm's overrides on top (same budget, data and seed)."""
+    sources = [_ratio(domains.source_train, cfg.mix_source_ratio), _ratio(domains.target_train, cfg.mix_target_ratio)]
+    baseline = _fit_arm(cfg, base, seed, ABLATION_BASE_ARM, "the baseline recipe", sources, cfg.study_augment)
+    arms = [baseline]
+    for arm in cfg.ablation_arms:
+        try:
+            train = apply_overrides(baseline.train, arm.set)
+        except ConfigError as exc:
+            raise ConfigError(f"ablation arm {arm.name!r}: {exc}") from None
+        if arm.evaluate_arm:
+            decode = tuple(t for t in arm.set if t.split("=", 1)[0].strip() in EVALUATE_ONLY_KEYS)
+            arms.append(ArmPlan(arm.name, seed, arm.name, arm.description or "; ".join(arm.set), train,
+                                evaluate_from=arm.evaluate_arm, decode_set=decode))
+            continue
+        arms.append(ArmPlan(arm.name, seed, arm.name, arm.description or "; ".join(arm.set), train))
     return arms
 
 
@@ -356,6 +443,7 @@ def plan_arms(cfg: StudyConfig, domains: Domains) -> list[ArmPlan]:
         wanted = set(cfg.arms) | {baseline_name(cfg)}
         if cfg.kind == "finetune":
             wanted.add(FINETUNE_BASE_ARM)
+        wanted |= {p.evaluate_from for p in plans if p.name in wanted and p.evaluate_from}
         plans = [p for p in plans if p.name in wanted]
     if baseline_name(cfg) not in names:
         raise ConfigError(f"baseline {baseline_name(cfg)!r} is not an arm of the {cfg.kind} study; arms: {names}")

@@ -164,7 +164,7 @@ def build_report(out_dir: Path) -> dict:
             "model": meta["model"], "baseline": meta["baseline"], "baseline_run_ids": meta["baseline_run_ids"],
             "ci_level": ci, "n_boot": n_boot,
             "arms": arms, "paired": paired, "final": final, "seed_means": _seed_means(arms, primary),
-            "paper": PAPER_TABLES[meta["kind"]], "notes": meta.get("notes", [])}
+            "paper": PAPER_TABLES.get(meta["kind"]), "notes": meta.get("notes", [])}
 
 
 def _seed_means(arms: list[dict], metric: str) -> list[dict]:
@@ -223,6 +223,11 @@ def to_markdown(rep: dict) -> str:
                     f"{dom['source']['test']}, {dom['source']['num_images']} images). Target domain: "
                     f"**{dom['target']['name']}** (train: {dom['target']['train']}; test: {dom['target']['test']}, "
                     f"{dom['target']['num_images']} images).")
+    if rep["study"] == "ablation":
+        domains_text = (f"Training: {dom['source']['train']} + {dom['target']['train']}. Validation, held out of "
+                        f"that training data (no LSP test image is read): \"source\" = {dom['source']['test']} "
+                        f"({dom['source']['num_images']} images), \"target\" = {dom['target']['test']} "
+                        f"({dom['target']['num_images']} images).")
     budget_text = (f"Budget: {b['description']}. Seeds: {', '.join(map(str, rep['seeds']))}. Each arm's model is "
                    "its last checkpoint (no selection on test data).")
     stats_text = (f"Intervals: {ci_pct} percentile bootstrap over images ({rep['n_boot']} resamples); the average is "
@@ -284,15 +289,18 @@ def to_markdown(rep: dict) -> str:
                     f"flip {aug.get('flip_prob'):g})") if aug.get("preset") else "-"
         note = f"reused {a['reused_from']}" if a["reused_from"] else (f"from {a['init_from']}" if a["init_from"] else "")
         if not t:
-            lines.append(f"| {a['run_id']} | - | - | - | - | - | - | given model {a['checkpoint']} |")
+            given = (f"evaluates {a['evaluate_from']}'s final model (no training)" if a.get("evaluate_from")
+                     else f"given model {a['checkpoint']}")
+            lines.append(f"| {a['run_id']} | - | - | - | - | - | - | {given} |")
             continue
         lines.append(f"| {a['run_id']} | {t['images_seen']} | {t['epochs']} x {t['epoch_size']} | {a['lr']:g} | "
                      f"{aug_text} | {_fmt(t['train_seconds'] / 60 if t['train_seconds'] else None)} min | "
                      f"{_fmt(t['images_per_s'])} | {note} |")
     paper = rep["paper"]
-    lines += ["", f"## The paper, for reference: {paper['caption']}", "", "| arm | MPII | LSP | average |",
-              "|---|---|---|---|"]
-    lines += [f"| {name} | {v[0]:.2f} | {v[1]:.2f} | {v[2]:.2f} |" for name, v in paper["rows"].items()]
+    if paper:
+        lines += ["", f"## The paper, for reference: {paper['caption']}", "", "| arm | MPII | LSP | average |",
+                  "|---|---|---|---|"]
+        lines += [f"| {name} | {v[0]:.2f} | {v[1]:.2f} | {v[2]:.2f} |" for name, v in paper["rows"].items()]
     lines += ["", "## Figures", ""]
     lines += [f"![{Path(f).stem}]({f})" for f in rep.get("figures", [])]
     if rep["notes"]:
@@ -444,3 +452,45 @@ def write_report(out_dir: str | os.PathLike[str], report_dir: str | os.PathLike[
     md.write_text(to_markdown(rep))
     logger.info("report written to %s", report_dir)
     return md
+
+
+# ----------------------------------------------------------------------------------------------
+# one table over several ablation reports
+
+
+def ablation_summary(report_dirs: list[Path]) -> str:
+    """Markdown: one row per ablation arm (from each folder's report.json), its primary-metric score and its
+    paired difference to the baseline with CI and p-value, per validation set and on average."""
+    rows, baseline, meta = [], None, None
+    for folder in sorted(report_dirs):
+        path = Path(folder) / REPORT_JSON
+        if not path.is_file():
+            continue
+        rep = json.loads(path.read_text())
+        if rep.get("study") != "ablation":
+            continue
+        metric = rep["primary_metric"]
+        by_id = {a["run_id"]: a for a in rep["arms"]}
+        for pair in rep["paired"]:
+            arm = by_id[pair["run_id"]]
+            rows.append((arm, pair[metric], rep["n_boot"], Path(folder).name))
+            baseline = baseline or by_id[pair["baseline"]]
+            meta = meta or rep
+    if meta is None:
+        raise FileNotFoundError(f"no ablation report.json under {', '.join(map(str, report_dirs)) or '(nothing)'}")
+    metric = meta["primary_metric"]
+    dom = meta["domains"]
+    lines = ["# Ablations against the baseline recipe", "",
+             f"{meta['metric_names'][metric]} on the validation images held out of training: source = "
+             f"{dom['source']['test']}, target = {dom['target']['test']}. Budget: {meta['budget']['description']}; "
+             f"seed {', '.join(map(str, meta['seeds']))}. Differences are paired (same images), "
+             f"{100 * meta['ci_level']:g}% bootstrap CI, sign-flip permutation p. Generated by "
+             "`python -m train study-summary docs/ablations`; each arm's full report is in its folder.", "",
+             "| arm | change | source | target | average | average - baseline | source - baseline | "
+             "target - baseline |", "|---|---|---|---|---|---|---|---|"]
+    lines.append("| baseline | - | " + " | ".join(_fmt_ci(baseline[metric][c]) for c in COLUMNS) + " | - | - | - |")
+    for arm, diff, n_boot, folder in rows:
+        lines.append(f"| [{arm['run_id']}]({folder}/README.md) | {arm['description']} | "
+                     + " | ".join(_fmt_ci(arm[metric][c]) for c in COLUMNS) + " | "
+                     + " | ".join(_diff_cell(diff[c], n_boot) for c in ("average", "source", "target")) + " |")
+    return "\n".join(lines) + "\n"

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from rehab.evaluation import Predictions, write_json
-from train.config import Config, SourceConfig, config_from_saved, resolve, to_dict
+from train.config import Config, SourceConfig, apply_overrides, config_from_saved, resolve, to_dict
 from train.dataset import build_source_dataset
 from train.engine import CONFIG_YAML, LAST, LOG_CSV, fit, select_device
 from train.evaluate import predict
@@ -42,6 +42,22 @@ _DIGEST_EXCLUDED = {
     "train": ("progress", "tensorboard", "threads", "device"),
     "finetune": ("checkpoint",),
 }
+
+# Options added after runs existed, with the value that means "the behaviour from before the option": a config at
+# that value leaves them out of its digest, so adding an option never turns a finished or half-done arm (whose
+# saved config lacks the key) into a "different config". Every new option of the training config belongs here.
+_DIGEST_OMITTED_AT_DEFAULT: dict[str, dict[str, object]] = {
+    "model": {"heatmap_encoding": "standard", "heatmap_decoding": "quarter", "presence_head": False,
+              "presence_pool": "avg_max", "presence_hidden": 64},
+    "optim": {"lr_schedule": "multistep", "presence_head_lr": None},
+    "train": {"presence_loss_weight": 1.0, "freeze_pose": False},
+    "data": {"presence_val": []},
+    "augment": {"half_body_prob": 0.0, "occluder_prob": 0.0, "occluder_max": 0, "color_prob": 0.0, "blur_prob": 0.0,
+                "noise_prob": 0.0, "jpeg_prob": 0.0},
+}
+# The same for the keys of every data source (data.train, data.val and the like).
+_SOURCE_OMITTED_AT_DEFAULT: dict[str, object] = {"sample": "person", "heatmap_loss": True, "zoom_out": [],
+                                                 "person_box_xyxy": [], "exclude_boxes_xyxy": [], "frame_step": 2}
 
 
 class ArmConfigMismatch(ValueError):
@@ -68,6 +84,15 @@ def config_digest(cfg: Config, init_digest: str = "") -> str:
     for section, keys in _DIGEST_EXCLUDED.items():
         for key in keys:
             data[section].pop(key, None)
+    for section, defaults in _DIGEST_OMITTED_AT_DEFAULT.items():
+        for key, value in defaults.items():
+            if key in data[section] and data[section][key] == value:
+                del data[section][key]
+    for sources in data["data"].values():
+        for source in sources if isinstance(sources, list) else ():
+            for key, value in _SOURCE_OMITTED_AT_DEFAULT.items():
+                if isinstance(source, dict) and key in source and source[key] == value:
+                    del source[key]
     return _digest({"config": data, "init": init_digest})
 
 
@@ -115,13 +140,17 @@ def save_predictions(pred: Predictions, entries: list[str], path: Path) -> None:
 
 
 def evaluate_checkpoint(checkpoint: Path, test_sets: dict[str, SourceConfig], study_train: Config,
-                        progress: bool = True) -> dict[str, tuple[Predictions, list[str]]]:
+                        progress: bool = True,
+                        decode_set: tuple[str, ...] = ()) -> dict[str, tuple[Predictions, list[str]]]:
     """Predictions of the model in ``checkpoint`` on each test set, with the images' entry names.
 
     Uses the checkpoint's model and precision settings (as ``train evaluate`` does) and the study's data
     root and evaluation settings, so a direct ``train evaluate`` of the same checkpoint scores the same.
+    ``decode_set`` overrides how the checkpoint's heatmaps are decoded (evaluate-only ablation arms).
     """
     model, cfg, _ = load_checkpoint(checkpoint)
+    if decode_set:
+        cfg = apply_overrides(cfg, list(decode_set))
     cfg.data.root = study_train.data.root
     cfg.data.num_workers = study_train.data.num_workers
     cfg.eval = dataclasses.replace(study_train.eval)
@@ -202,6 +231,8 @@ def run_arm(plan: ArmPlan, arm_dir: Path, test_sets: dict[str, SourceConfig], in
         if not checkpoint.is_file():
             raise FileNotFoundError(f"base checkpoint not found: {checkpoint} (base_checkpoint)")
         digest = "file:" + file_digest(checkpoint)
+        if plan.decode_set:
+            digest += ":decode:" + _digest(list(plan.decode_set))
     else:
         digest = config_digest(train, init_digest)
         checkpoint = arm_dir / LAST
@@ -225,13 +256,14 @@ def run_arm(plan: ArmPlan, arm_dir: Path, test_sets: dict[str, SourceConfig], in
             _train(train, arm_dir, digest, init_digest)
             trained_now = True
     logger.info("arm %s: evaluating %s", plan.run_id, checkpoint)
-    results = evaluate_checkpoint(checkpoint, test_sets, train, progress=progress)
+    results = evaluate_checkpoint(checkpoint, test_sets, train, progress=progress, decode_set=plan.decode_set)
     for role, (pred, entries) in results.items():
         save_predictions(pred, entries, predictions[role])
     info = _training_info(arm_dir, train) if not plan.checkpoint else {}
     write_json({"name": plan.name, "run_id": plan.run_id, "seed": plan.seed, "description": plan.description,
                 "digest": digest, "eval_digest": e_digest, "checkpoint": str(checkpoint),
                 "init_from": plan.init_from, "init_checkpoint": str(init_checkpoint or ""),
+                "evaluate_from": plan.evaluate_from, "decode_set": list(plan.decode_set),
                 "reused_from": reused_from, "training": info,
                 "test_sets": {k: dataclasses.asdict(v) for k, v in test_sets.items()},
                 "model": {"backbone": train.model.backbone, "input_size": train.model.input_size,
@@ -271,6 +303,12 @@ def run_arms(plans: list[ArmPlan], out_dir: Path, test_sets: dict[str, SourceCon
                          f"{[p.run_id for p in plans]}")
     for plan in tqdm(plans, desc="arms", unit="arm", disable=not progress):
         init_checkpoint, init_digest = None, ""
+        if plan.evaluate_from:
+            # An evaluate-only arm scores the final model of an arm trained before it.
+            trained = done.get(plan.evaluate_from)
+            if trained is None:
+                raise ValueError(f"arm {plan.run_id} evaluates {plan.evaluate_from}, which this study does not run")
+            plan = dataclasses.replace(plan, checkpoint=str(trained.checkpoint))
         if plan.init_from:
             base = done.get(plan.init_from)
             if base is None:

@@ -32,6 +32,7 @@ TITLES = {
     "augmentation": "Augmentation level (paper Tables 1-2)",
     "mixed": "Mixed-domain training (paper Table 3)",
     "finetune": "Fine-tuning learning-rate sweep against catastrophic forgetting (paper Tables 4-5)",
+    "ablation": "One-factor ablations of the training recipe (issue 16), on validation held out of training data",
 }
 
 
@@ -45,7 +46,7 @@ class StudyResult:
 
 def _plan_dict(p: ArmPlan) -> dict:
     return {"name": p.name, "run_id": p.run_id, "seed": p.seed, "description": p.description,
-            "init_from": p.init_from}
+            "init_from": p.init_from, "evaluate_from": p.evaluate_from}
 
 
 def _notes(domains: Domains, cfg: StudyConfig) -> list[str]:
@@ -56,7 +57,14 @@ def _notes(domains: Domains, cfg: StudyConfig) -> list[str]:
                   (f"LSPET has no test split: its last {cfg.source_holdout} images are the source test set and no "
                    "arm trains on them. LSPET joints that were not annotated (about 12%) are not scored."),
                   "LSPET and LSP have no head boxes: PCKh uses the neck-head_top segment as the head size."]
-    if domains.target == "lsp":
+    if cfg.kind == "ablation":
+        notes += [(f"Validation only: the 'source' column is LSPET's last {cfg.source_holdout} images and the "
+                   f"'target' column LSP train's last {cfg.target_holdout} images (im{1001 - cfg.target_holdout:04d}-"
+                   "im1000); every arm trains on the rest of both sets and none on these. LSP test (im1001-im2000) "
+                   "is read by no arm, neither for training, the per-epoch curve nor these scores."),
+                  ("A difference between two arms here is a difference between two trained models at this small "
+                   "budget and one seed; a factor that helps early may not help after a long run (and vice versa).")]
+    elif domains.target == "lsp":
         notes.append("The LSP test images (im1001-im2000) are never trained on by any arm; the mixed and "
                      "fine-tuning arms use LSP train (im0001-im1000) only.")
     crop = ("the annotated joints' box with a margin, like the training crops" if cfg.eval_crop == "person"
@@ -71,6 +79,8 @@ def _model_description(train) -> str:
             "random": "random init"}[m.backbone_init]
     schedule = (f"x{o.lr_factor:g} at epochs {o.scaled_milestones} of {t.epochs}" if o.scaled_milestones
                 else "constant")
+    if o.lr_schedule == "cosine":
+        schedule = f"cosine over {t.epochs} epochs"
     precision = "bf16 autocast on CPU" if t.cpu_bf16 else "fp32"
     return (f"{m.backbone} ({init}) + {m.deconv_layers}x{m.deconv_filters} deconvolution head, "
             f"{m.input_size[0]}x{m.input_size[1]} input, {m.heatmap_size[0]}x{m.heatmap_size[1]} heatmaps, "

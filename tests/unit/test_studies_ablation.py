@@ -58,7 +58,7 @@ def test_arms_differ_from_the_baseline_only_in_their_overrides(tmp_path):
 
 
 def test_bad_ablation_arms_are_refused_with_a_clear_message(tmp_path):
-    with pytest.raises(ConfigError, match="unknown config key model.deconv_filter"):
+    with pytest.raises(ConfigError, match="unknown key model.deconv_filter"):
         _plans(tmp_path, ablation_arms=[AblationArm("typo", "", ["model.deconv_filter=256"])])
     with pytest.raises(ConfigError, match="baseline's name or given twice"):
         _plans(tmp_path, ablation_arms=[AblationArm("baseline", "", ["model.sigma=3"])])

@@ -202,12 +202,7 @@ def run_live_soak(args) -> dict:
                 browser.close()
     finally:
         result.update(samples=samples, **growth(samples, args.warmup_s))
-        server.terminate()
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        bs.stop_server(server)
     return result
 
 

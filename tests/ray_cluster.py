@@ -7,6 +7,7 @@ the machine; `ray stop` would stop them all.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -164,3 +166,21 @@ class RayCluster:
 
     def log(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-2000:] for p in sorted(self.temp_dir.glob("*.log")))
+
+
+@contextlib.contextmanager
+def not_ray_server(reply: bytes):
+    """A loopback TCP server that answers one connection with ``reply`` (something that is not Ray); yields
+    its address as HOST:PORT."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+
+        def answer() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(64)
+                conn.sendall(reply)
+
+        threading.Thread(target=answer, daemon=True).start()
+        yield f"127.0.0.1:{server.getsockname()[1]}"

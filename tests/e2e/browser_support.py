@@ -225,6 +225,16 @@ PERMISSIVE_UMASK = 0o022
 TEST_USER, TEST_PASSWORD = "therapist-e2e", "e2e-password-123"
 
 
+def stop_server(server: subprocess.Popen, timeout_s: float = 15.0) -> None:
+    """Stop a server started by the tests: SIGTERM, then SIGKILL if it has not ended within ``timeout_s``."""
+    server.terminate()
+    try:
+        server.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
 def start_server(port: int, data_dir: Path, model: Path | None, log_path: Path, threads: int = 1,
                  accounts: dict[str, str] | None = None, max_upload_mb: int | None = None) -> subprocess.Popen:
     """The real `rehab app` server (rehab/app/server.py behind its login) with these accounts (name: password)."""
@@ -507,12 +517,7 @@ def run_live_session(clip: Path, data_dir: Path, model: Path | None, out: Path, 
             result["no_camera"] = _no_camera(pw, port, left)
     finally:
         out.write_text(json.dumps(result, indent=2))
-        server.terminate()
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_server(server)
     recordings = sorted((data_dir / "recordings").glob("*/")) if (data_dir / "recordings").is_dir() else []
     result["recordings"] = [str(p) for p in recordings]
     result["mode_problems"] = private_mode_problems(data_dir)

@@ -13,7 +13,6 @@ import csv
 import http.client
 import io
 import os
-import subprocess
 import urllib.parse
 from pathlib import Path
 
@@ -121,12 +120,7 @@ def test_chromium_logs_in_uploads_exports_and_media_stay_private(tmp_path, share
             finally:
                 browser.close()
     finally:
-        server.terminate()
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        bs.stop_server(server, timeout_s=20)
     log = (tmp_path / "server.log").read_text()
 
     # The export neutralises the formula-like pseudonym: a spreadsheet shows it as text.

@@ -14,10 +14,8 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -27,7 +25,7 @@ import pytest
 from rehab.batch import DONE_FILE, STAGING_DIR, check_complete
 from rehab.runtime.model import DEFAULT_MODEL_PATH
 from tests.synthetic_clips import ClipSpec, write_clip
-from tests.ray_cluster import CLIENT_ENV, REPO, RayCluster, can_hide_folders, free_port
+from tests.ray_cluster import CLIENT_ENV, REPO, RayCluster, can_hide_folders, free_port, not_ray_server
 
 if os.environ.get("REHAB_REQUIRE_DATA") == "1":
     import ray  # noqa: F401 - CI installs the [cluster] extra: a missing Ray is an error there
@@ -279,18 +277,7 @@ def test_an_address_with_no_cluster_is_a_clear_error_in_seconds(tiny_model, tmp_
     assert time.monotonic() - t0 < 30
 
     # Something answers, but it is not Ray.
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-
-        def answer() -> None:
-            conn, _ = server.accept()
-            with conn:
-                conn.recv(64)
-                conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
-
-        threading.Thread(target=answer, daemon=True).start()
-        address = f"127.0.0.1:{server.getsockname()[1]}"
+    with not_ray_server(b"HTTP/1.1 400 Bad Request\r\n\r\n") as address:
         result = run(str(clip), "--out", str(tmp_path / "out"), "--model", str(tiny_model), "--engine", "ray",
                      "--address", address, timeout=60)
     assert result.returncode == 2 and f"error: something answers at {address}, but not a Ray cluster" in result.stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import threading
 
 import pytest
 
@@ -12,6 +11,7 @@ from rehab.batch import BatchError
 from rehab.batch_cli import check_engine_options
 from rehab.batch_ray import REQUIRED_MODULES, _node_problems, check_reachable, split_address
 from rehab.batch_ray_probe import probe_node
+from tests.ray_cluster import not_ray_server
 
 
 @pytest.mark.parametrize("address, expected", [
@@ -35,19 +35,9 @@ def test_check_reachable_refused_and_not_grpc():
         port = s.getsockname()[1]
     with pytest.raises(BatchError, match=rf"no Ray cluster at 127.0.0.1:{port}: Connection refused"):
         check_reachable(f"127.0.0.1:{port}")
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-
-        def answer() -> None:
-            conn, _ = server.accept()
-            with conn:
-                conn.recv(64)
-                conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
-
-        threading.Thread(target=answer, daemon=True).start()
+    with not_ray_server(b"SSH-2.0-OpenSSH_9.6\r\n") as address:
         with pytest.raises(BatchError, match="something answers at .* but not a Ray cluster"):
-            check_reachable(f"127.0.0.1:{server.getsockname()[1]}")
+            check_reachable(address)
 
 
 def test_probe_reports_missing_packages_unshared_output_and_inputs(tmp_path):

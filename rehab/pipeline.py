@@ -78,11 +78,6 @@ class FrameResult:
         return self.timings_ms["total"]
 
 
-def _presence(pose: "Pose") -> float | None:
-    value = getattr(pose, "presence", None)
-    return None if value is None else float(value)
-
-
 def _readonly(a: np.ndarray) -> np.ndarray:
     a.setflags(write=False)
     return a
@@ -141,7 +136,7 @@ class Pipeline:
     def _presence_threshold(self) -> float | None:
         """The presence a person needs (settings first, else the model's own threshold); None: no presence output."""
         info = self.model.info
-        if not getattr(info, "has_presence", False):
+        if not info.has_presence:
             if self.settings.scores.presence_min is not None:
                 logger.warning("scores.presence_min is set but model %s has no presence output: a person is "
                                "found from the joint scores alone", getattr(info, "name", "?"))
@@ -171,13 +166,13 @@ class Pipeline:
         # The widest view that finds somebody wins (the whole frame first): a window cut through a person also
         # scores a high presence for the half it shows, and tracking from it would lose the legs. The windows
         # decide only when the wider views find nobody, and then the most present one wins.
-        presences = [_presence(p) or 0.0 for p in poses]
+        presences = [p.presence or 0.0 for p in poses]
         present = [i for i, v in enumerate(presences) if not self._absent_reason(v)]
         best = present[0] if present else int(np.argmax(presences))
         raw = poses[best]
         where = "whole frame" if windows[best] is None else f"window {best} of {len(windows) - 1}"
         region = RoiDecision(windows[best], f"search: {where}")
-        if s.roi.refine_bootstrap and not self._absent_reason(_presence(raw)):
+        if s.roi.refine_bootstrap and not self._absent_reason(raw.presence):
             refined = roi_from_pose(raw.keypoints_px, raw.scores, size, s.roi, s.scores.joint_min_score)
             if not refined.bootstrap:
                 raw = self.model.predict(frame, bbox_xyxy=refined.box_xyxy)
@@ -213,7 +208,7 @@ class Pipeline:
             raw, region = self._search(frame, (w, h))
         else:
             raw = self.model.predict(frame, bbox_xyxy=region.box_xyxy)
-        presence = _presence(raw)
+        presence = raw.presence
         absent = self._absent_reason(presence)
         lap("pose")
 

@@ -142,12 +142,8 @@ def decode(heatmaps, stride=1.0, method: str = "quarter",
         coords, scores = _decode_dark(hm, sigma)
         coords = coords * stride
         return (coords[0], scores[0]) if single else (coords, scores)
-    n, k, h, w = hm.shape
-    flat = hm.reshape(n, k, h * w)
-    idx = flat.argmax(-1)
-    scores = np.take_along_axis(flat, idx[..., None], -1)[..., 0].astype(np.float32)
-    ys, xs = np.divmod(idx, w)
-    coords = np.stack([xs, ys], -1).astype(np.float64)
+    h, w = hm.shape[2:]
+    flat, ys, xs, coords, scores = _peaks(hm)
 
     def at(y, x):
         return np.take_along_axis(flat, (y * w + x)[..., None], -1)[..., 0]
@@ -160,6 +156,16 @@ def decode(heatmaps, stride=1.0, method: str = "quarter",
     if single:
         return coords[0], scores[0]
     return coords, scores
+
+
+def _peaks(hm: np.ndarray):
+    """Per (N, K) map: the flattened maps, the argmax row and column, its (x, y) as floats and its value."""
+    n, k, h, w = hm.shape
+    flat = hm.reshape(n, k, h * w)
+    idx = flat.argmax(-1)
+    scores = np.take_along_axis(flat, idx[..., None], -1)[..., 0].astype(np.float32)
+    ys, xs = np.divmod(idx, w)
+    return flat, ys, xs, np.stack([xs, ys], -1).astype(np.float64), scores
 
 
 def _smoothed_neighbourhood(hm: np.ndarray, ys: np.ndarray, xs: np.ndarray, sigma: float) -> np.ndarray:
@@ -183,12 +189,8 @@ def _smoothed_neighbourhood(hm: np.ndarray, ys: np.ndarray, xs: np.ndarray, sigm
 
 def _decode_dark(hm: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
     """(N, K, 2) heatmap coordinates and (N, K) scores: argmax refined by DARK's Taylor step."""
-    n, k, h, w = hm.shape
-    flat = hm.reshape(n, k, h * w)
-    idx = flat.argmax(-1)
-    scores = np.take_along_axis(flat, idx[..., None], -1)[..., 0].astype(np.float32)
-    ys, xs = np.divmod(idx, w)
-    coords = np.stack([xs, ys], -1).astype(np.float64)
+    h, w = hm.shape[2:]
+    _, ys, xs, coords, scores = _peaks(hm)
     # DARK rescales the smoothed map to the raw maximum before the logarithm; a constant factor is a constant
     # offset of the log and changes no derivative, so it is left out.
     logs = np.log(np.maximum(_smoothed_neighbourhood(hm, ys, xs, sigma), _DARK_LOG_FLOOR))

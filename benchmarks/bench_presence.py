@@ -3,8 +3,9 @@
     PYTHONPATH=. python benchmarks/bench_presence.py [--model M.onnx] [--json benchmarks/results/presence.json]
 
 Truth: tests/presence_clips.py (hand labels; clips built from real footage with person-free stretches).
-Two rows per clip, from one run: the pipeline as shipped (the model's presence output decides who is there,
-a search over windows while nobody is tracked) and "presence ignored" (scores.presence_min = 0, as before the
+Three rows per clip, from one run: the pipeline as shipped (the model's presence output decides who is there,
+a search over windows while nobody is tracked or when a track is lost, a person reported once found on
+roi.confirm_frames frames in a row), the same without the re-search and the confirmation, and "presence ignored" (scores.presence_min = 0, as before the
 presence output: a person is found wherever enough joints score high). Also the pose-stage cost of a searching
 frame vs a tracked one: the search is paid only while nobody is tracked.
 """
@@ -40,7 +41,11 @@ def main(argv=None) -> dict:
     model = PoseModel.load(args.model, threads=args.threads)
     # The face detector does not change who is found; it stays off to keep the run short.
     base = RuntimeSettings().with_overrides(anonymize={"face_detector": False})
-    variants = {"as shipped": base, "presence ignored": base.with_overrides(scores={"presence_min": 0.0})}
+    variants = {"as shipped": base,
+                # the tracker before it searched the frame on which a track was lost and confirmed a person
+                "no re-search, no confirmation": base.with_overrides(roi={"search_on_loss": False,
+                                                                          "confirm_frames": 1}),
+                "presence ignored": base.with_overrides(scores={"presence_min": 0.0})}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         clips = [(c.name, build_clip(c, Path(tmp)), c.truth, c.entries) for c in BUILT_CLIPS]

@@ -103,6 +103,7 @@ class Pipeline:
         self.set_exercise(exercise)
         self._frame_index = 0
         self._last_t = -math.inf
+        self._seen_run = 0  # consecutive frames on which the model found a person (roi.confirm_frames)
         if not self.settings.anonymize.enabled:
             logger.warning("face anonymisation is OFF by the settings: frames leave the pipeline unblurred")
 
@@ -123,6 +124,7 @@ class Pipeline:
             self._tracker.reset()
         self._frame_index = 0
         self._last_t = -math.inf
+        self._seen_run = 0
 
     @property
     def reps(self) -> list[ExerciseRep]:
@@ -208,6 +210,11 @@ class Pipeline:
             raw, region = self._search(frame, (w, h))
         else:
             raw = self.model.predict(frame, bbox_xyxy=region.box_xyxy)
+            if s.roi.enabled and s.roi.search_on_loss and self._absent_reason(raw.presence):
+                # The crop drifted off the person, or they left: look at the whole frame now, not next frame.
+                raw, found_at = self._search(frame, (w, h))
+                region = RoiDecision(found_at.box_xyxy, f"{found_at.reason} (track lost)")
+                used = RoiDecision(None, region.reason)
         presence = raw.presence
         absent = self._absent_reason(presence)
         lap("pose")
@@ -218,7 +225,9 @@ class Pipeline:
             self._smoother.reset()
         smoothed = self._smoother.update(raw.keypoints_px, raw.scores, timestamp_s, frame_height=h)
         reliable = smoothed.reliable
-        found = not absent and int(reliable.sum()) >= s.roi.min_joints
+        seen = not absent and int(reliable.sum()) >= s.roi.min_joints
+        self._seen_run = self._seen_run + 1 if seen else 0
+        found = seen and self._seen_run >= s.roi.confirm_frames
         pose = replace(raw, keypoints_px=smoothed.keypoints_px) if found else None
         lap("smooth")
 

@@ -67,13 +67,15 @@ class BuiltClip:
 
 
 BUILT_CLIPS = (
-    # Outdoors, 16:9: the shed's front (nobody passes in front of it before frame 170), then the trees and the
-    # sun (where skeletons were drawn), then the full scene with the man on the roof and the woman walking in.
+    # Outdoors, 16:9: the shed's front (nobody passes in front of it before frame 125: the woman walking in
+    # enters the crop at ~128, checked on frames 0-140), then the trees and the sun (where skeletons were drawn;
+    # x from 870, clear of the roof man's outstretched hands, which reach x ~800), then the full scene with the
+    # man on the roof and the woman walking in.
     BuiltClip("sports2d_cut", (640, 360), 30.0, (
         Segment("sports2d_demo.mp4", 0, 60, (100, 520, 700, 857), False),
-        Segment("sports2d_demo.mp4", 0, 60, (800, 0, 1400, 337), False),
+        Segment("sports2d_demo.mp4", 0, 60, (870, 0, 1470, 337), False),
         Segment("sports2d_demo.mp4", 60, 150, None, True),
-        Segment("sports2d_demo.mp4", 100, 160, (100, 520, 700, 857), False),
+        Segment("sports2d_demo.mp4", 60, 120, (100, 520, 700, 857), False),
         Segment("sports2d_demo.mp4", 150, 220, None, True),
     )),
     # Indoors, portrait: the balancing patient, then the treadmill's end where nobody stands (camera 4's

@@ -40,6 +40,11 @@ class Exercise:
     # Starting point for the target range of the primary angle (degrees) shown live; the therapist sets the
     # patient's own.
     target_range_deg: tuple[int, int] = (0, 90)
+    # Bilateral only: both sides move together, so a frame whose two sides, both measured, differ by more than
+    # this is not the exercise (one leg stepping or tucked, or one side misplaced by the model) and counts as
+    # unmeasured. Generous on purpose: a patient's sides can differ a lot; 45 deg is far past what one knee or
+    # shoulder lags the other in a bilateral movement.
+    max_side_difference_deg: float = 45.0
 
     def __post_init__(self) -> None:
         if not self.angles:
@@ -56,6 +61,9 @@ class Exercise:
                              f"both are {self.enter_deg}")
         if not self.min_duration_s >= 0:
             raise ValueError(f"exercise {self.name!r}: min_duration_s must be >= 0, got {self.min_duration_s}")
+        if not self.max_side_difference_deg > 0:
+            raise ValueError(f"exercise {self.name!r}: max_side_difference_deg must be > 0, "
+                             f"got {self.max_side_difference_deg}")
         lo, hi = self.target_range_deg
         if not 0 <= lo < hi <= 180:
             raise ValueError(f"exercise {self.name!r}: target_range_deg must be 0 <= low < high <= 180, got "
@@ -96,7 +104,9 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in (
     Exercise(
         name="squat", title="Squat",
         angles=("left_knee_flexion", "right_knee_flexion"), enter_deg=60.0, exit_deg=30.0,
-        min_duration_s=0.6, bilateral=True,
+        # A controlled squat takes a second or more from straight knees back to straight; the dip before a jump,
+        # or a landing, is over in under one.
+        min_duration_s=1.0, bilateral=True,
         description="Standing, bend both knees and return; counted when the knees straighten again.",
     ),
     Exercise(

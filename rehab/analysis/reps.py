@@ -308,6 +308,7 @@ class ExerciseTracker:
         self._counters = {ch: RepCounter.for_exercise(ex) for ch in channels}
         self._ranges = {side: _WindowedRange(ex.active_high) for side in ex.sides}
         self._last_rep: ExerciseRep | None = None
+        self.incoherent_frames = 0  # bilateral frames dropped: the sides apart by more than max_side_difference_deg
 
     def reset(self) -> None:
         for counter in self._counters.values():
@@ -316,6 +317,7 @@ class ExerciseTracker:
             rng.reset()
         self.reps.clear()
         self._last_rep = None
+        self.incoherent_frames = 0
 
     def update(self, angles_deg: Mapping[str, float], t_s: float) -> RepState:
         ex = self.exercise
@@ -323,7 +325,11 @@ class ExerciseTracker:
         new_rep: ExerciseRep | None = None
         if ex.bilateral:
             finite = [v for v in values.values() if math.isfinite(v)]
-            # One unreliable side falls back to the other rather than losing the frame.
+            # One unreliable side falls back to the other rather than losing the frame (the far knee of a squat
+            # filmed from the side); two measured sides far apart are not the bilateral movement at all.
+            if len(finite) == 2 and abs(finite[0] - finite[1]) > ex.max_side_difference_deg:
+                finite = []
+                self.incoherent_frames += 1
             combined = sum(finite) / len(finite) if finite else math.nan
             rep = self._step(self._counters["both"], combined, t_s, values)
             if rep is not None:

@@ -26,14 +26,14 @@ MAX_PHANTOM_RATE = 0.02
 MIN_FOUND_RATE = 0.95
 MAX_ACQUISITION_FRAMES = 10
 # The outdoor footage is where the shipped presence head (trained alone, the pose weights frozen) still fails:
-# measured with benchmarks/bench_presence.py, sports2d_cut draws a skeleton on 25% of its 180 person-free frames
-# (the trees and the sun score presence ~0.7) and finds the people on 90.6% of their 160 frames; on
-# sports2d_demo the skeleton of frame 90 lies off every person. These stay the targets, expected to fail (strict: a model
-# that meets them turns the test red until the marker goes) until the presence head is trained with the pose
-# weights and outdoor negatives (issue "Real footage" stays open). One squat is still counted in sports2d_demo's
-# first second: the man on the roof jumps, and his left knee is put at 154 deg while the right bends to 78 deg.
-OUTDOOR_GAP = pytest.mark.xfail(strict=True, reason="presence head v1 fires on trees and the sun outdoors "
-                                                    "(sports2d_cut: skeleton on 25% of person-free frames, people found on 90.6%)")
+# measured with benchmarks/bench_presence.py, sports2d_cut draws a skeleton on 28% of its 180 person-free frames
+# (a tree trunk against the low sun scores presence 0.3-0.6, and the search of the same frame keeps finding it)
+# while it finds the people on 98% of their 160 frames; on sports2d_demo the skeleton of frame 217 lies on that
+# tree, not on the runner. Five other presence heads trained here (docs/presence_heads.md) do no better outdoors.
+# These stay the targets, expected to fail (strict: a model that meets them turns the test red until the marker
+# goes) until presence is trained with the pose weights and outdoor negatives (issue "Real footage" stays open).
+OUTDOOR_GAP = pytest.mark.xfail(strict=True, reason="presence head v1 fires on a tree trunk against the sun "
+                                                    "(sports2d_cut: skeleton on 28% of person-free frames)")
 
 
 def clip_path(name: str):
@@ -86,12 +86,13 @@ def test_sports2d_skeletons_lie_on_people_not_on_trees(model):
     assert all(on_people.values()), f"skeleton off every person on frames {[f for f, ok in on_people.items() if not ok]}"
 
 
-@pytest.mark.xfail(strict=True, reason="one squat counted in the roof man's jump (left knee misplaced at 154 deg, "
-                                        "right 78 deg); the angle gate and the reliability rule do not catch it")
 def test_nobody_squats_in_sports2d_so_no_squat_is_counted(model):
+    # The roof man's jump (one knee put at 154 deg, the other at 78: not both knees bending together) and his
+    # landing (a dip of 0.7 s: quicker than a squat) are the two candidates; neither is a squat.
     rows = run_pipeline(Pipeline(model, SETTINGS, exercise="squat"), clip_path("sports2d_demo.mp4"))
     assert sum(r["new_rep"] for r in rows) == 0
     knee = np.array([r["angles_deg"]["left_knee_flexion"] for r in rows])
+    assert np.isfinite(knee).mean() > 0.5, "the knees were measured (people are there), they just do not squat"
     steps = np.abs(np.diff(knee))
     assert np.nanmax(steps) < 90, "a knee angle jumped by 90+ degrees between two frames"
 

@@ -46,8 +46,9 @@ class ScriptedModel:
         return Pose(keypoints_px=self.keypoints[i], scores=self.scores[i], joint_names=LSP14.joints)
 
 
-# A search over the whole frame only: one model call per frame, so a script maps one pose to one call.
-WHOLE_FRAME_SEARCH = {"search_window_scales": ()}
+# A search over the whole frame only: one model call per frame, so a script maps one pose to one call. These
+# tests look at single frames, so a person is reported from the first frame found (no confirmation frame).
+WHOLE_FRAME_SEARCH = {"search_window_scales": (), "confirm_frames": 1}
 
 
 def frame(h: int = 480, w: int = 640) -> np.ndarray:
@@ -110,7 +111,8 @@ def test_anonymisation_off_is_explicit_and_reported(tiny_model):
 
 
 def test_scripted_squats_flow_through_roi_smoothing_angles_and_reps():
-    knee = [5] * 10 + list(np.linspace(5, 100, 15)) + [100] * 5 + list(np.linspace(100, 5, 15)) + [5] * 10
+    # 1.9 s a squat, 1.3 s of it past 30 deg: slower than the 1 s a squat needs.
+    knee = [5] * 10 + list(np.linspace(5, 100, 25)) + [100] * 5 + list(np.linspace(100, 5, 25)) + [5] * 10
     knee = knee * 2
     script = [angle_pose(knee_flexion=k, hip_flexion=k * 0.8) for k in knee]
     model = ScriptedModel(script)
@@ -136,8 +138,9 @@ def test_scripted_squats_flow_through_roi_smoothing_angles_and_reps():
 def test_low_scores_mean_no_person_and_whole_frame_blur():
     kp = angle_pose()
     model = ScriptedModel([kp, kp], [np.full(14, 0.05, np.float32), np.full(14, 0.9, np.float32)])
-    pipe = Pipeline(model, RuntimeSettings().with_overrides(anonymize={"face_detector": False},
-                                                            roi={"refine_bootstrap": False, "search_window_scales": ()}))
+    pipe = Pipeline(model, RuntimeSettings().with_overrides(
+        anonymize={"face_detector": False},
+        roi={"refine_bootstrap": False, "search_window_scales": (), "confirm_frames": 1}))
     lost = pipe.process(frame(), 0.0)
     assert lost.pose is None and not lost.person_found
     assert not lost.reliable.any() and all(math.isnan(v) for v in lost.angles_deg.values())
@@ -208,7 +211,7 @@ class PresenceModel:
         return [self._pose((im.shape[1], im.shape[0]), b) for im, b in zip(images, boxes)]
 
 
-NO_FACE_DETECTOR = RuntimeSettings().with_overrides(anonymize={"face_detector": False})
+NO_FACE_DETECTOR = RuntimeSettings().with_overrides(anonymize={"face_detector": False}, roi={"confirm_frames": 1})
 
 
 def test_nobody_there_means_no_skeleton_no_angles_no_counting():
@@ -245,8 +248,45 @@ def test_low_presence_while_tracking_drops_the_person_and_searches_again():
     assert pipe.process(frame(), 0.0).person_found
     model.person = None  # the patient walks out
     gone = pipe.process(frame(), 1 / 30)
-    assert not gone.person_found and gone.roi_reason == "track"
+    # the tracked region says nobody, and so does the search of the same frame
+    assert not gone.person_found and gone.roi_reason.startswith("search") and gone.roi_reason.endswith("(track lost)")
+    assert model.calls[-2] == [model.calls[-2][0]] and len(model.calls[-1]) > 1  # the track, then the windows
     assert pipe.process(frame(), 2 / 30).roi_reason.startswith("search")
+
+
+def test_a_track_that_drifted_off_the_person_is_searched_again_on_the_same_frame():
+    model = PresenceModel(angle_pose())
+    pipe = Pipeline(model, NO_FACE_DETECTOR)
+    assert pipe.process(frame(), 0.0).person_found
+    moved = angle_pose() + np.array([330.0, 0.0])  # the person is no longer in the tracked region
+    model.person = moved
+    r = pipe.process(frame(), 1 / 30)
+    assert r.person_found and r.roi_reason.endswith("(track lost)")
+    np.testing.assert_allclose(r.raw_pose.keypoints_px, moved, atol=1e-6)
+    off = NO_FACE_DETECTOR.with_overrides(roi={"search_on_loss": False})
+    model = PresenceModel(angle_pose())
+    pipe = Pipeline(model, off)
+    pipe.process(frame(), 0.0)
+    model.person = moved
+    assert not pipe.process(frame(), 1 / 30).person_found  # without it: one frame lost, found on the next
+
+
+def test_a_person_is_reported_once_found_on_confirm_frames_in_a_row():
+    model = PresenceModel(angle_pose())
+    pipe = Pipeline(model, RuntimeSettings().with_overrides(anonymize={"face_detector": False}), exercise="squat")
+    assert pipe.settings.roi.confirm_frames == 2
+    first, second = pipe.process(frame(), 0.0), pipe.process(frame(), 1 / 30)
+    assert first.presence == pytest.approx(0.95) and not first.person_found and first.pose is None
+    assert all(math.isnan(v) for v in first.angles_deg.values())
+    assert first.anonymization.startswith("whole frame")  # unconfirmed: the whole frame stays blurred
+    assert second.person_found and second.pose is not None
+    model.person = None
+    assert not pipe.process(frame(), 2 / 30).person_found
+    model.person = angle_pose()
+    assert not pipe.process(frame(), 3 / 30).person_found  # back: confirmed afresh
+    assert pipe.process(frame(), 4 / 30).person_found
+    with pytest.raises(ValueError, match="confirm_frames must be >= 1"):
+        RuntimeSettings().with_overrides(roi={"confirm_frames": 0})
 
 
 def test_the_presence_threshold_comes_from_the_model_unless_the_settings_say_otherwise():

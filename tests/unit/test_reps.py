@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -160,6 +161,31 @@ def test_bilateral_squat_symmetry_and_one_side_missing():
     summary = summarize("squat", tracker.reps)
     assert summary.count == 2 and summary.sides[0].side == "both"
     assert summary.symmetry_difference_deg == pytest.approx(30, abs=1)
+
+
+def test_bilateral_frames_with_the_sides_far_apart_are_not_the_movement():
+    # One knee bends to 100 deg while the other stays near straight (a step, a tucked leg, a misplaced knee):
+    # no squat. The same bend on both sides, 30 deg apart, is one.
+    ex = get_exercise("squat")
+    one_leg = np.concatenate([_hold(5, 1), _segment(5, 100, 2), _hold(5, 1)])
+    straight = np.concatenate([_hold(5, 1), _segment(5, 20, 2), _hold(5, 1)])
+    tracker = ExerciseTracker(ex)
+    assert _feed(tracker, one_leg, straight).count == 0
+    assert tracker.incoherent_frames > 0
+    tracker = ExerciseTracker(ex)
+    assert _feed(tracker, one_leg, one_leg - 30).count == 1 and tracker.incoherent_frames == 0
+    with pytest.raises(ValueError, match="max_side_difference_deg must be > 0"):
+        replace(ex, max_side_difference_deg=0)
+
+
+def test_a_squat_faster_than_a_second_is_a_jump_not_a_squat():
+    ex = get_exercise("squat")
+    quick = np.concatenate([_hold(5, 1), _segment(5, 90, 0.7), _hold(5, 1)])
+    tracker = ExerciseTracker(ex)
+    assert _feed(tracker, quick, quick).count == 0
+    steady = np.concatenate([_hold(5, 1), _segment(5, 90, 1.6), _hold(5, 1)])
+    tracker = ExerciseTracker(ex)
+    assert _feed(tracker, steady, steady).count == 1
 
 
 def test_unilateral_alternating_curls_counted_per_side():

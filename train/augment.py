@@ -33,6 +33,7 @@ class AugmentPreset:
     blur_prob: float = 0.0
     noise_prob: float = 0.0
     jpeg_prob: float = 0.0
+    flare_prob: float = 0.0
 
 
 # Table 1 of the paper (rotation range, scale range), plus Simple Baselines' defaults, which draw from a
@@ -48,9 +49,10 @@ PRESETS: dict[str, AugmentPreset] = {
     "wild": AugmentPreset(rotation_deg=40.0, scale_factor=0.30, half_body_prob=0.3, occluder_prob=0.5,
                           occluder_max=3, color_prob=0.5, blur_prob=0.2, noise_prob=0.2, jpeg_prob=0.3),
 }
-_WILD_KEYS = ("half_body_prob", "occluder_prob", "occluder_max", "color_prob", "blur_prob", "noise_prob", "jpeg_prob")
+_WILD_KEYS = ("half_body_prob", "occluder_prob", "occluder_max", "color_prob", "blur_prob", "noise_prob", "jpeg_prob",
+              "flare_prob")
 _PROB_KEYS = ("flip_prob", "rotation_prob", "half_body_prob", "occluder_prob", "color_prob", "blur_prob",
-              "noise_prob", "jpeg_prob")
+              "noise_prob", "jpeg_prob", "flare_prob")
 
 # Magnitudes of the wild augmentation (fractions of the crop side, pixel units of uint8 images).
 OCCLUDER_SIDE_FRACTION = (0.1, 0.4)  # each side of an occluder, as a fraction of the crop's side
@@ -58,6 +60,12 @@ COLOR_FACTOR_RANGE = (0.7, 1.3)  # brightness, contrast and saturation multiplie
 BLUR_SIGMA_PX = (0.5, 2.0)
 NOISE_STD_PX = (2.0, 10.0)
 JPEG_QUALITY = (20, 80)
+# Lens flare: the glow's radius as a fraction of the crop side, its peak brightness added (uint8 units), and
+# 0 to FLARE_MAX_STREAKS streaks through it (as the sun's rays through a lens), each this wide (fraction of side).
+FLARE_RADIUS_FRACTION = (0.04, 0.25)
+FLARE_PEAK = (120.0, 255.0)
+FLARE_MAX_STREAKS = 4
+FLARE_STREAK_WIDTH_FRACTION = (0.005, 0.02)
 # Half-body crops (HRNet): the half's joints' box is enlarged this much, and needs at least this many joints.
 HALF_BODY_BOX_FACTOR = 1.5
 HALF_BODY_MIN_JOINTS = 3
@@ -104,10 +112,11 @@ class AugmentDraw:
     noise: bool = False
     jpeg: bool = False
     extra_seed: int = 0
+    flare: bool = False
 
     @property
     def photometric(self) -> bool:
-        return self.color or self.blur or self.noise or self.jpeg
+        return self.color or self.blur or self.noise or self.jpeg or self.flare
 
 
 IDENTITY = AugmentDraw()
@@ -133,8 +142,30 @@ def draw(cfg: AugmentConfig, rng: np.random.Generator) -> AugmentDraw:
     occluders = int(rng.integers(1, cfg.occluder_max + 1)) if rng.random() < cfg.occluder_prob else 0
     color, blur, noise, jpeg = (bool(rng.random() < p) for p in (cfg.color_prob, cfg.blur_prob, cfg.noise_prob,
                                                                 cfg.jpeg_prob))
+    extra_seed = int(rng.integers(0, 2**62))
+    # Drawn last and only when asked for, so that configs without it draw exactly the numbers they always did.
+    flare = bool(cfg.flare_prob and rng.random() < cfg.flare_prob)
     return AugmentDraw(rotation, scale, flip, half_body, occluders, color, blur, noise, jpeg,
-                       extra_seed=int(rng.integers(0, 2**62)))
+                       extra_seed=extra_seed, flare=flare)
+
+
+def add_flare(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A low sun in view, added to a float32 RGB image: a warm glow with a few streaks through it."""
+    h, w = img.shape[:2]
+    side = float(max(h, w))
+    cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+    radius = rng.uniform(*FLARE_RADIUS_FRACTION) * side
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    dx, dy = xx - cx, yy - cy
+    light = np.exp(-(dx * dx + dy * dy) / (2.0 * radius * radius))
+    for _ in range(int(rng.integers(0, FLARE_MAX_STREAKS + 1))):
+        angle = rng.uniform(0, np.pi)
+        width = rng.uniform(*FLARE_STREAK_WIDTH_FRACTION) * side
+        across = -dx * np.sin(angle) + dy * np.cos(angle)  # distance from the streak's line
+        along = np.abs(dx * np.cos(angle) + dy * np.sin(angle))
+        light = np.maximum(light, 0.6 * np.exp(-across * across / (2 * width * width)) * np.exp(-along / (0.5 * side)))
+    tint = np.array([1.0, rng.uniform(0.75, 1.0), rng.uniform(0.4, 0.9)], np.float32)  # RGB: white to orange
+    return img + light[..., None] * tint * float(rng.uniform(*FLARE_PEAK))
 
 
 def paste_occluders(patch: np.ndarray, sources: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
@@ -165,6 +196,8 @@ def photometric(patch: np.ndarray, aug: AugmentDraw, rng: np.random.Generator) -
         img = (img - grey[..., None]) * saturation + grey[..., None]
     if aug.blur:
         img = cv2.GaussianBlur(img, (0, 0), float(rng.uniform(*BLUR_SIGMA_PX)))
+    if aug.flare:
+        img = add_flare(img, rng)
     if aug.noise:
         img += rng.normal(0.0, rng.uniform(*NOISE_STD_PX), img.shape).astype(np.float32)
     out = np.clip(img, 0, 255).round().astype(np.uint8)

@@ -34,6 +34,7 @@ CROP_MODES = ("person", "full_image")
 # (presence 0, all-zero heatmaps with weight 1, so the network learns to output nothing there).
 SAMPLE_MODES = ("person", "background")
 PRESENCE_POOLS = ("avg", "avg_max")
+PRESENCE_INPUTS = ("backbone", "deconv")
 BACKBONES = ("mobilenet_v2", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 BACKBONE_INITS = ("imagenet", "file", "random")
 IMAGE_CACHE_MODES = ("none", "encoded", "decoded")
@@ -118,7 +119,8 @@ class AugmentConfig:
     half_body_prob: crop the upper or the lower body only (its annotated joints' box, as HRNet);
     occluder_prob: paste 1 to occluder_max rectangles cut from other training images over the crop;
     color_prob (brightness, contrast, saturation), blur_prob (Gaussian), noise_prob (Gaussian), jpeg_prob
-    (re-encoded at a low quality).
+    (re-encoded at a low quality); flare_prob (a low sun in view: a bright glow with streaks added over the
+    crop, as in backlit outdoor video, where sun and trees were taken for a person).
     """
 
     preset: str = "strong"
@@ -134,6 +136,7 @@ class AugmentConfig:
     blur_prob: float | None = None
     noise_prob: float | None = None
     jpeg_prob: float | None = None
+    flare_prob: float | None = None
 
 
 @dataclass
@@ -168,6 +171,17 @@ class ModelConfig:
     presence_head: bool = False
     presence_pool: str = "avg_max"  # avg | avg_max (global average and max pooling, concatenated)
     presence_hidden: int = 64  # hidden units of the head's one hidden layer; 0 = a single linear layer
+    # Which feature map the head pools: "backbone" (the backbone's last features) or "deconv" (the last
+    # deconvolution's, where the joints are already localised: a skeleton's parts in place, not textures).
+    presence_input: str = "backbone"
+    # Channels of a 1x1 convolution + ReLU applied to that map before pooling (0 = none): a local, non-linear
+    # combination of the channels, so that the max pooling can pick "a body part here" rather than one channel's
+    # strongest texture.
+    presence_conv: int = 0
+    # The head gets its own copy of the backbone's last this-many stages (initialised from the pose weights when
+    # fine-tuning adds the head), fed from the shared stage before them: presence learns features of its own
+    # while the pose path, and its accuracy, stay exactly as trained. 0 = the head reads the pose features.
+    presence_tower_blocks: int = 0
 
 
 @dataclass
@@ -347,6 +361,14 @@ def resolve(cfg: Config) -> Config:
     _check_choice(m.presence_pool, PRESENCE_POOLS, "model.presence_pool")
     if m.presence_hidden < 0:
         raise ConfigError(f"model.presence_hidden must be >= 0, got {m.presence_hidden}")
+    _check_choice(m.presence_input, PRESENCE_INPUTS, "model.presence_input")
+    if m.presence_conv < 0:
+        raise ConfigError(f"model.presence_conv must be >= 0, got {m.presence_conv}")
+    if m.presence_tower_blocks < 0:
+        raise ConfigError(f"model.presence_tower_blocks must be >= 0, got {m.presence_tower_blocks}")
+    if m.presence_tower_blocks and m.presence_input != "backbone":
+        raise ConfigError("model.presence_tower_blocks needs model.presence_input: backbone (the tower replaces the "
+                          "backbone's last stages for the head)")
     if cfg.data.presence_val and not m.presence_head:
         raise ConfigError("data.presence_val needs model.presence_head: true (a model without it has no presence output)")
     if cfg.train.freeze_pose and not m.presence_head:

@@ -210,6 +210,8 @@ class PoseDataset(Dataset):
         rng = self._extra_rng(index, stream=8)
         if found is not None and rng.random() < LETTERBOX_PROB:
             patch = letterbox_bars(patch, rng)
+        if aug.photometric:  # the same light and camera as the person crops, or they would become the cue
+            patch = photometric(patch, aug, np.random.default_rng(aug.extra_seed))
         if aug.flip:
             patch = patch[:, ::-1]
         meta = empty_meta(len(self.joint_set.joints), index, center, scale, rotation, aug.flip, matrix)

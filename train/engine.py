@@ -276,7 +276,11 @@ def load_weights(model: torch.nn.Module, checkpoint: str | os.PathLike[str]) -> 
         if others or result.unexpected_keys:
             raise ValueError(f"the weights in {path} do not fit the configured model: missing {others[:5]}, "
                              f"unexpected {result.unexpected_keys[:5]}")
-        logger.info("model weights from %s; the presence head (%d tensors) is new", path, len(new))
+        tower = [k for k in new if k.startswith(PRESENCE_PREFIX + "tower.")]
+        if tower:
+            _unwrap(model).init_presence_tower()
+        logger.info("model weights from %s; the presence head (%d tensors) is new%s", path, len(new),
+                    f" (its tower of {len(tower)} tensors copied from the backbone's last stages)" if tower else "")
     else:
         logger.info("model weights from %s", path)
 

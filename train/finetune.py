@@ -22,7 +22,8 @@ from train.model import load_checkpoint
 logger = logging.getLogger(__name__)
 
 FINETUNE_JSON = "finetune.json"
-PRESENCE_MODEL_FIELDS = ("presence_head", "presence_pool", "presence_hidden")
+PRESENCE_MODEL_FIELDS = ("presence_head", "presence_pool", "presence_hidden", "presence_input", "presence_conv",
+                         "presence_tower_blocks")
 
 
 @dataclass(frozen=True)

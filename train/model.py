@@ -14,6 +14,7 @@ stride input_w / heatmap_w.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from pathlib import Path
@@ -131,16 +132,20 @@ def _deconv_padding(kernel: int) -> tuple[int, int]:
 
 
 class PresenceHead(nn.Module):
-    """Backbone features (N, C, h, w) -> (N, 1) logit of "a person is in this crop".
+    """Features (N, C, h, w) -> (N, 1) logit of "a person is in this crop".
 
-    Global average pooling (how much of the crop looks like body parts), optionally concatenated with global
+    The features are the backbone's or the last deconvolution's (model.presence_input), optionally passed through
+    a 1x1 convolution + ReLU (model.presence_conv) first. Global average pooling (how much of the crop looks like body parts), optionally concatenated with global
     max pooling (the strongest single response: a small person fills few of the 6x6 cells), then one hidden
     layer. No BatchNorm: it is trained while the pose network's statistics stay frozen.
     """
 
-    def __init__(self, channels: int, pool: str, hidden: int) -> None:
+    def __init__(self, channels: int, pool: str, hidden: int, conv: int = 0, tower: nn.Module | None = None) -> None:
         super().__init__()
+        self.tower = tower  # its own copy of the backbone's last stages (PoseNet feeds it the shared stage)
         self.use_max = pool == "avg_max"
+        self.conv = nn.Sequential(nn.Conv2d(channels, conv, 1), nn.ReLU(inplace=True)) if conv > 0 else None
+        channels = conv if conv > 0 else channels
         features = channels * (2 if self.use_max else 1)
         if hidden > 0:
             self.mlp = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 1))
@@ -148,6 +153,8 @@ class PresenceHead(nn.Module):
             self.mlp = nn.Sequential(nn.Linear(features, 1))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if self.conv is not None:
+            features = self.conv(features)
         pooled = features.mean(dim=(2, 3))
         if self.use_max:
             pooled = torch.cat([pooled, features.amax(dim=(2, 3))], dim=1)
@@ -176,7 +183,17 @@ class PoseNet(nn.Module):
         if cfg.final_kernel not in (1, 3):
             raise ConfigError(f"model.final_kernel must be 1 or 3, got {cfg.final_kernel}")
         self.final = nn.Conv2d(channels, num_joints, cfg.final_kernel, padding=cfg.final_kernel // 2)
-        self.presence = (PresenceHead(backbone_channels, cfg.presence_pool, cfg.presence_hidden)
+        self.presence_input = cfg.presence_input
+        self.tower_split = 0
+        tower = None
+        if cfg.presence_head and cfg.presence_tower_blocks:
+            if not isinstance(backbone, nn.Sequential) or cfg.presence_tower_blocks >= len(backbone):
+                raise ConfigError(f"model.presence_tower_blocks={cfg.presence_tower_blocks}: the {cfg.backbone} "
+                                  f"backbone has {len(backbone) if isinstance(backbone, nn.Sequential) else 'no'} stages")
+            self.tower_split = len(backbone) - cfg.presence_tower_blocks
+            tower = copy.deepcopy(backbone[self.tower_split:])
+        self.presence = (PresenceHead(channels if cfg.presence_input == "deconv" else backbone_channels,
+                                      cfg.presence_pool, cfg.presence_hidden, cfg.presence_conv, tower)
                          if cfg.presence_head else None)
         self._init_head()
 
@@ -194,15 +211,27 @@ class PoseNet(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
 
+    def init_presence_tower(self) -> None:
+        """Copy the backbone's last stages into the presence tower (after the pose weights were loaded)."""
+        if self.presence is not None and self.presence.tower is not None:
+            self.presence.tower.load_state_dict(self.backbone[self.tower_split:].state_dict())
+
     def forward(self, x: torch.Tensor, with_presence: bool = False):
         """Heatmaps (N, K, H, W); with ``with_presence`` (needs the head) the tuple (heatmaps, logits (N, 1))."""
-        features = self.backbone(x)
-        heatmaps = self.final(self.head(features))
+        if with_presence and self.tower_split:
+            shared = self.backbone[:self.tower_split](x)
+            features = self.backbone[self.tower_split:](shared)
+        else:
+            features = self.backbone(x)
+        deconv = self.head(features)
+        heatmaps = self.final(deconv)
         if not with_presence:
             return heatmaps
         if self.presence is None:
             raise ValueError("this model has no presence head (model.presence_head is false)")
-        return heatmaps, self.presence(features)
+        if self.tower_split:
+            return heatmaps, self.presence(self.presence.tower(shared))
+        return heatmaps, self.presence(deconv if self.presence_input == "deconv" else features)
 
 
 class WithPresence(nn.Module):

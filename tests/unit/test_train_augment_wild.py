@@ -90,6 +90,22 @@ def test_photometric_changes_keep_the_image_type_and_change_pixels():
     np.testing.assert_array_equal(same, img)
 
 
+def test_flare_brightens_around_a_glow_and_leaves_other_configs_draws_alone():
+    img = np.full((96, 96, 3), 40, np.uint8)
+    out = photometric(img, AugmentDraw(flare=True), np.random.default_rng(4))
+    assert out.dtype == np.uint8 and out.shape == img.shape
+    gain = out.astype(int) - img
+    assert gain.min() >= 0 and gain.max() > 100  # only added light, a bright core
+    assert (gain.mean(axis=2) > 30).mean() < 0.6  # a glow, not a white frame
+    # flare on top of strong: drawn at its rate; the wild preset without flare draws what it always drew
+    cfg = resolve_augment(AugmentConfig(preset="strong", flare_prob=0.3))
+    assert abs(np.mean([draw(cfg, np.random.default_rng([1, i])).flare for i in range(2000)]) - 0.3) < 0.04
+    wild = resolve_augment(AugmentConfig(preset="wild"))
+    assert wild.flare_prob == 0.0 and not any(draw(wild, np.random.default_rng([0, i])).flare for i in range(200))
+    with pytest.raises(ConfigError, match="augment.flare_prob must lie in"):
+        resolve_augment(AugmentConfig(preset="strong", flare_prob=2.0))
+
+
 def _record(tmp_path) -> PoseRecord:
     joints = np.array([[50, 180], [50, 150], [50, 120], [70, 120], [70, 150], [70, 180], [30, 100], [35, 80],
                        [45, 60], [75, 60], [85, 80], [90, 100], [60, 50], [60, 20]], dtype=np.float64)

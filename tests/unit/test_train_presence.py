@@ -152,6 +152,74 @@ def test_presence_head_output_and_plain_forward():
         plain(x, with_presence=True)
 
 
+@pytest.mark.parametrize("source, conv", [("backbone", 0), ("backbone", 8), ("deconv", 0), ("deconv", 8)])
+def test_presence_head_reads_the_feature_map_it_is_configured_for(source: str, conv: int):
+    cfg = _config()
+    cfg.model.presence_input, cfg.model.presence_conv = source, conv
+    model = build_model(resolve(cfg).model, init_backbone=False).eval()
+    assert (model.presence.conv is not None) == (conv > 0)
+    seen = []
+    hook = model.presence.register_forward_pre_hook(lambda _m, args: seen.append(args[0].shape))
+    with torch.no_grad():
+        _, logits = model(torch.randn(2, 3, INPUT[1], INPUT[0]), with_presence=True)
+    hook.remove()
+    assert logits.shape == (2, 1)
+    # the deconvolution map is the heatmaps' resolution, the backbone's is 1/32 of the input
+    expected_hw = tuple(HEATMAP[::-1]) if source == "deconv" else (INPUT[1] // 32, INPUT[0] // 32)
+    assert tuple(seen[0][2:]) == expected_hw
+    channels = seen[0][1]
+    if source == "deconv":
+        assert channels == cfg.model.deconv_filters
+    assert model.presence.mlp[0].in_features == (conv or channels) * 2  # average and max pooling
+
+
+def test_presence_tower_starts_as_the_backbone_tail_and_leaves_the_pose_path_alone(tmp_path: Path):
+    pose_cfg = _config(presence=False)
+    pose = build_model(pose_cfg.model, init_backbone=False)
+    ckpt = tmp_path / "pose.pt"
+    torch.save({"model": pose.state_dict()}, ckpt)
+    cfg = _config()
+    cfg.model.presence_tower_blocks = 3
+    tower_model = build_model(resolve(cfg).model, init_backbone=False)
+    load_weights(tower_model, ckpt)  # the head and its tower are new: the tower is copied from the backbone
+    plain = build_model(_config().model, init_backbone=False)
+    plain.load_state_dict({k: v for k, v in tower_model.state_dict().items() if ".tower." not in k})
+    x = torch.randn(2, 3, INPUT[1], INPUT[0])
+    tower_model.eval(), plain.eval(), pose.eval()
+    with torch.no_grad():
+        heat_t, logit_t = tower_model(x, with_presence=True)
+        heat_p, logit_p = plain(x, with_presence=True)
+        heat_pose = pose(x)
+        assert torch.allclose(heat_t, heat_pose, atol=1e-6) and torch.allclose(tower_model(x), heat_pose, atol=1e-6)
+        # before training the tower computes what the backbone's tail does: same presence as a head on it
+        assert torch.allclose(logit_t, logit_p, atol=1e-5)
+        for p in tower_model.presence.tower.parameters():
+            p.add_(0.1)
+        heat_after, logit_after = tower_model(x, with_presence=True)
+    assert torch.allclose(heat_after, heat_pose, atol=1e-6), "changing the tower must not change the heatmaps"
+    assert not torch.allclose(logit_after, logit_t)
+    assert all(n.startswith("presence.") for n, _ in tower_model.named_parameters() if ".tower." in n)
+
+
+def test_bad_presence_head_options_are_refused():
+    cfg = _config()
+    cfg.model.presence_input = "heatmaps"
+    with pytest.raises(ConfigError, match="model.presence_input"):
+        resolve(cfg)
+    cfg = _config()
+    cfg.model.presence_conv = -1
+    with pytest.raises(ConfigError, match="presence_conv must be >= 0"):
+        resolve(cfg)
+    cfg = _config()
+    cfg.model.presence_tower_blocks, cfg.model.presence_input = 2, "deconv"
+    with pytest.raises(ConfigError, match="presence_tower_blocks needs model.presence_input: backbone"):
+        resolve(cfg)
+    cfg = _config()
+    cfg.model.presence_tower_blocks = 99
+    with pytest.raises(ConfigError, match="presence_tower_blocks=99"):
+        build_model(resolve(cfg).model, init_backbone=False)
+
+
 def test_presence_loss_is_weighted_bce():
     loss = PresenceLoss()
     logits = torch.tensor([[0.0], [2.0], [-3.0]])

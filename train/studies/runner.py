@@ -48,12 +48,13 @@ _DIGEST_EXCLUDED = {
 # saved config lacks the key) into a "different config". Every new option of the training config belongs here.
 _DIGEST_OMITTED_AT_DEFAULT: dict[str, dict[str, object]] = {
     "model": {"heatmap_encoding": "standard", "heatmap_decoding": "quarter", "presence_head": False,
-              "presence_pool": "avg_max", "presence_hidden": 64},
+              "presence_pool": "avg_max", "presence_hidden": 64, "presence_input": "backbone", "presence_conv": 0,
+              "presence_tower_blocks": 0},
     "optim": {"lr_schedule": "multistep", "presence_head_lr": None},
     "train": {"presence_loss_weight": 1.0, "freeze_pose": False},
     "data": {"presence_val": []},
     "augment": {"half_body_prob": 0.0, "occluder_prob": 0.0, "occluder_max": 0, "color_prob": 0.0, "blur_prob": 0.0,
-                "noise_prob": 0.0, "jpeg_prob": 0.0},
+                "noise_prob": 0.0, "jpeg_prob": 0.0, "flare_prob": 0.0},
 }
 # The same for the keys of every data source (data.train, data.val and the like).
 _SOURCE_OMITTED_AT_DEFAULT: dict[str, object] = {"sample": "person", "heatmap_loss": True, "zoom_out": [],

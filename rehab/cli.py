@@ -194,7 +194,8 @@ def evaluate(
 ) -> None:
     """PCK@0.2 (12 limb joints), PCKh@0.5 and joint-angle errors of a model on an annotated dataset."""
     from rehab.datasets import read_lsp
-    from rehab.evaluation import evaluate_pose_model, format_report, select_numbered, write_json
+    from rehab.evaluation import evaluate_pose_model, format_report, select_numbered
+    from rehab.outputs import write_json
     from rehab.runtime.model import PoseModel
 
     if dataset != "lsp":

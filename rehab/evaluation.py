@@ -8,12 +8,9 @@ scores the same in both.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -180,22 +177,6 @@ def report(pred: Predictions, joint_set: JointSet, dataset: str, flip_test: bool
         flip_test=flip_test,
         images=images,
     )
-
-
-def write_json(data: dict, path: str | os.PathLike[str]) -> None:
-    def clean(x):
-        if isinstance(x, float) and not np.isfinite(x):
-            return None
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, list):
-            return [clean(v) for v in x]
-        return x
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(clean(data), indent=2))
-
-
 
 
 def _ci_dict(result: PCKResult, n_boot: int, seed: int) -> dict:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from rehab.evaluation import write_json
+from rehab.outputs import write_json
 from train.config import Config, resolve, to_dict
 from train.engine import BEST, LAST, fit, select_device
 from train.evaluate import evaluate_model

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from rehab.core.json_values import json_ready
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -435,11 +437,6 @@ def paired_test(
 # reporting
 
 
-def _json_number(value: float) -> float | None:
-    # NaN is not valid JSON; None serialises as null.
-    return None if not np.isfinite(value) else float(value)
-
-
 def per_joint_table(result: PCKResult, joint_names: Sequence[str]) -> list[dict[str, Any]]:
     """Rows {"joint", "pck", "count", "included"} per joint, then a "mean" row; NaN becomes None."""
     names = list(joint_names)
@@ -448,7 +445,7 @@ def per_joint_table(result: PCKResult, joint_names: Sequence[str]) -> list[dict[
     rows: list[dict[str, Any]] = [
         {
             "joint": name,
-            "pck": _json_number(float(result.per_joint[j])),
+            "pck": json_ready(float(result.per_joint[j])),
             "count": int(result.counts[j]),
             "included": bool(result.included[j]),
         }
@@ -457,7 +454,7 @@ def per_joint_table(result: PCKResult, joint_names: Sequence[str]) -> list[dict[
     rows.append(
         {
             "joint": "mean",
-            "pck": _json_number(result.mean),
+            "pck": json_ready(result.mean),
             "count": int(result.counts[result.included].sum()),
             "included": True,
         }
@@ -498,8 +495,8 @@ class BinaryResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"threshold": self.threshold, "true_pos": self.true_pos, "false_neg": self.false_neg,
-                "true_neg": self.true_neg, "false_pos": self.false_pos, "recall": _json_number(self.recall),
-                "specificity": _json_number(self.specificity), "accuracy": _json_number(self.accuracy)}
+                "true_neg": self.true_neg, "false_pos": self.false_pos, "recall": json_ready(self.recall),
+                "specificity": json_ready(self.specificity), "accuracy": json_ready(self.accuracy)}
 
 
 def _binary_inputs(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:

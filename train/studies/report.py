@@ -17,7 +17,8 @@ import numpy as np
 
 from rehab.core.metrics import PCKResult
 from rehab.core.skeleton import JointSet, get_joint_set
-from rehab.evaluation import Predictions, pck_torso, pckh_head, write_json
+from rehab.evaluation import Predictions, pck_torso, pckh_head
+from rehab.outputs import write_json
 from train.studies import stats
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,8 @@ import streamlit as st
 
 from rehab.analysis.exercises import EXERCISES
 from rehab.app import common
-from rehab.batch import (
+from rehab.batch_inputs import VIDEO_SUFFIXES
+from rehab.outputs import (
     FRAMES_CSV,
     FRAMES_PARQUET,
     REPORT_HTML,
@@ -21,14 +22,15 @@ from rehab.batch import (
     STAGING_DIR,
     SUMMARY_JSON,
     VIDEO_FILE,
-    VIDEO_SUFFIXES,
+)
+from rehab.runtime.video import VideoError
+from rehab.store import Repetition, SessionRecord, StoreError, now_iso
+from rehab.video_job import (
     BatchOptions,
     OutputFolderError,
     describe_error,
     process_video,
 )
-from rehab.runtime.video import VideoError
-from rehab.store import Repetition, SessionRecord, StoreError, now_iso
 
 log = logging.getLogger(__name__)
 

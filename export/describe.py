@@ -119,6 +119,7 @@ def info_from_config(config: Config, checkpoint: Mapping[str, Any] | None = None
         flip_shift=flip_shift(m.heatmap_encoding),
         heatmap_encoding=m.heatmap_encoding,
         heatmap_decoding=m.heatmap_decoding,
+        box_padding=float(config.data.box_padding),
         backbone=m.backbone,
         training=training_summary(config, checkpoint),
         metrics=found,

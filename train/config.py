@@ -20,6 +20,7 @@ import yaml
 from rehab.core.config import ConfigError, from_dict, parse_override, read_yaml_mapping, set_dotted, to_dict  # noqa: F401
 from rehab.core.heatmaps import DECODINGS, ENCODINGS
 from rehab.core.skeleton import get_joint_set
+from rehab.core.transforms import DEFAULT_BOX_PADDING
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR_ENV = "REHAB_SHARED_DIR"
@@ -104,7 +105,7 @@ class DataConfig:
     image_cache: str = "none"  # none | encoded (file bytes in memory) | decoded (pixels in memory)
     num_workers: int = 0
     box_margin: float = 0.15  # joints' box grown by this fraction of its size per side
-    box_padding: float = 1.25  # person box enlarged by this factor (Simple Baselines)
+    box_padding: float = DEFAULT_BOX_PADDING  # person box enlarged by this factor (Simple Baselines)
     mpii_center_shift: float = 15.0  # MPII: center moved down by this many px per unit scale (HRNet)
 
 

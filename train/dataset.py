@@ -116,7 +116,7 @@ class ImageStore:
         return rgb
 
 
-def person_center_scale(record: PoseRecord, image_size: tuple[int, int], settings: CropSettings,
+def record_center_scale(record: PoseRecord, image_size: tuple[int, int], settings: CropSettings,
                         full_image: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Crop box of a record: MPII center/scale, else the person box, else the joints' box with a margin.
 
@@ -235,7 +235,7 @@ class PoseDataset(Dataset):
         image = self.images.read(record)
         s = self.settings
         kp, annotated, visible = self.joints(record)
-        center, scale = person_center_scale(record, (image.shape[1], image.shape[0]), s, self.full_image)
+        center, scale = record_center_scale(record, (image.shape[1], image.shape[0]), s, self.full_image)
         if aug.half_body:
             center, scale = self.half_body_box(kp, annotated, aug.half_body) or (center, scale)
         scale = scale * aug.scale_mult

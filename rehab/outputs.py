@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from rehab.analysis.reps import ExerciseRep
 from rehab.analysis.summary import rep_rows
 from rehab.core.json_values import json_ready
-from rehab.store import Repetition
+from rehab.store import StoredRepetition
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -137,11 +137,11 @@ def write_repetitions(reps: Sequence[ExerciseRep], path: Path, t_offset_s: float
     return write_table(rows, path)
 
 
-def store_repetitions(reps: Iterable[ExerciseRep], t_offset_s: float = 0.0) -> tuple[Repetition, ...]:
+def store_repetitions(reps: Iterable[ExerciseRep], t_offset_s: float = 0.0) -> tuple[StoredRepetition, ...]:
     """The pipeline's repetitions in the history database's form, times relative to ``t_offset_s``."""
     return tuple(
-        Repetition(number=r.number, side=r.side, rom_min_deg=r.rom.min_deg, rom_max_deg=r.rom.max_deg,
-                   start_s=r.repetition.start_s - t_offset_s, end_s=r.repetition.end_s - t_offset_s)
+        StoredRepetition(number=r.number, side=r.side, rom_min_deg=r.rom.min_deg, rom_max_deg=r.rom.max_deg,
+                         start_s=r.repetition.start_s - t_offset_s, end_s=r.repetition.end_s - t_offset_s)
         for r in reps)
 
 

@@ -22,7 +22,7 @@ import onnx
 import torch
 
 from export.describe import DEFAULT_PRESENCE_THRESHOLD, info_from_config
-from export.evaluate import PCKSummary, lsp_pck, lsp_records, network_inputs, person_free_inputs
+from export.lsp_check import PCKSummary, lsp_pck, lsp_records, network_inputs, person_free_inputs
 from export.onnx_export import (
     DEFAULT_OPSET,
     attach_metadata,

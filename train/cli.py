@@ -105,7 +105,7 @@ def evaluate(
     from rehab.outputs import write_json
     from train.config import resolve
     from train.engine import select_device
-    from train.evaluate import evaluate_model, parse_source
+    from train.predict import evaluate_model, parse_source
     from train.model import load_checkpoint
 
     _logging(verbose)
@@ -147,7 +147,7 @@ def plots(
     from train import plots as P
     from train.config import Config, resolve
     from train.dataset import read_source
-    from train.evaluate import parse_source
+    from train.predict import parse_source
 
     _logging(verbose)
     if not (run or data or compare):

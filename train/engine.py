@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from rehab.core.skeleton import get_joint_set
-from rehab.evaluation import pck_torso, pckh_head
+from rehab.accuracy import pck_torso, pckh_head
 from train.config import (
     Config,
     config_from_saved,
@@ -39,7 +39,7 @@ from train.config import (
 from train.dataset import build_eval_dataset, build_train_dataset
 from train.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_from_env
 from rehab.core.metrics import binary_at, roc_auc
-from train.evaluate import autocast_context, predict, predict_presence
+from train.predict import autocast_context, predict, predict_presence
 from train.loss import JointsMSELoss, PresenceLoss
 from train.model import build_model
 from train.preprocess import normalize_tensor

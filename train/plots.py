@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rehab.datasets import PoseRecord
+from rehab.pose_annotations import PoseRecord
 
 logger = logging.getLogger(__name__)
 

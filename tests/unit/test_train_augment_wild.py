@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rehab.core.skeleton import LSP14
-from rehab.datasets import PoseRecord
+from rehab.pose_annotations import PoseRecord
 from train.augment import (
     AugmentDraw,
     draw,

@@ -11,7 +11,7 @@ from rehab.core.heatmaps import decode
 from rehab.core.skeleton import LSP14, MPII16
 from train.augment import AugmentDraw
 from train.dataset import CropSettings, MixedDataset, PoseDataset
-from rehab.datasets import PoseRecord
+from rehab.pose_annotations import PoseRecord
 
 IMG_W, IMG_H = 120, 200
 SETTINGS = CropSettings(input_size=(64, 64), heatmap_size=(16, 16), sigma=1.0, box_margin=0.15, box_padding=1.0)

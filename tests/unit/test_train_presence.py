@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 
 from rehab.core.skeleton import LSP14  # noqa: E402
 from rehab.core.transforms import apply_affine  # noqa: E402
-from rehab.datasets import PoseRecord  # noqa: E402
+from rehab.pose_annotations import PoseRecord  # noqa: E402
 from train.augment import resolve_augment  # noqa: E402
 from train.config import AugmentConfig, Config, ConfigError, SourceConfig, resolve  # noqa: E402
 from train.dataset import CropSettings, PoseDataset  # noqa: E402

@@ -1,6 +1,6 @@
 """The study report (no torch): numbers from the arms' saved predictions, then JSON, markdown and figures.
 
-Every number comes from predictions_<role>.npz in the arm folders through rehab.evaluation (the same PCK and
+Every number comes from predictions_<role>.npz in the arm folders through rehab.accuracy (the same PCK and
 PCKh code as training and the runtime), so the report can be rebuilt at any time without the models.
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 
 from rehab.core.metrics import PCKResult
 from rehab.core.skeleton import JointSet, get_joint_set
-from rehab.evaluation import Predictions, pck_torso, pckh_head
+from rehab.accuracy import Predictions, pck_torso, pckh_head
 from rehab.outputs import write_json
 from train.studies import stats
 

@@ -18,12 +18,12 @@ import numpy as np
 from tqdm import tqdm
 
 from rehab.core.skeleton import LSP14, convert, joint_set_from_names
-from rehab.evaluation import Predictions, pck_torso
+from rehab.accuracy import Predictions, pck_torso
 from rehab.runtime.metadata import ModelInfo
 from rehab.runtime.model import MAX_BATCH, PoseModel, person_center_scale, preprocess
 from train.config import Config, SourceConfig, default_shared_dir
 from train.dataset import read_source
-from rehab.datasets import PoseRecord
+from rehab.pose_annotations import PoseRecord
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +115,6 @@ def lsp_pck(model: PoseModel, records: list[PoseRecord], flip_test: bool = False
                          gt_px=np.stack([r.joints_px for r in records]),
                          annotated=np.stack([r.annotated for r in records]),
                          head_box_xyxy=np.full((len(records), 4), np.nan), joint_names=LSP14.joints)
-    # The one PCK@0.2 of rehab.evaluation: what `rehab evaluate` and training's evaluation report too.
+    # The one PCK@0.2 of rehab.accuracy: what `rehab evaluate` and training's evaluation report too.
     result = pck_torso(scored, LSP14, alpha=PCK_ALPHA, limb_joints_only=True)
     return PCKSummary(pck=float(result.mean), images=len(records), flip_test=flip_test)

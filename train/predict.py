@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from rehab.core.heatmaps import decode_to_image, flip_shift, merge_flip
 from rehab.core.skeleton import get_joint_set
-from rehab.evaluation import EvalReport, Predictions, describe_images, report
+from rehab.accuracy import EvalReport, Predictions, describe_images, report
 from train.config import Config, ModelConfig
 from train.preprocess import normalize_tensor
 

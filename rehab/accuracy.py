@@ -2,7 +2,7 @@
 
 PCK@alpha with the torso (annotated left shoulder to right hip), PCKh@alpha with the MPII head box or, for
 LSP-style data, the paper's head segment (neck to head top), and 2-D joint-angle errors. Training
-(train/evaluate.py) and `rehab evaluate` both fill a ``Predictions`` and call these functions, so a model
+(train/predict.py) and `rehab evaluate` both fill a ``Predictions`` and call these functions, so a model
 scores the same in both.
 """
 
@@ -195,7 +195,7 @@ def evaluate_pose_model(model, records, flip_test: bool | None = None, n_boot: i
                         progress: bool = True, dataset: str = "lsp") -> dict:
     """Run a runtime ``PoseModel`` over annotated records with the whole image as input (LSP protocol).
 
-    ``records`` are ``rehab.datasets.PoseRecord`` of one joint set; the model must predict every joint of
+    ``records`` are ``rehab.pose_annotations.PoseRecord`` of one joint set; the model must predict every joint of
     that set (it may predict more). Returns a JSON-ready dict: PCK@0.2 (12 limb joints, torso), PCKh@0.5
     (head segment or box), joint-angle errors, bootstrap CIs and the model's per-image latency.
     """

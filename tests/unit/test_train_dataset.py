@@ -93,8 +93,7 @@ def test_mapping_into_another_joint_set_zeroes_missing_joints(tmp_path):
 
 
 def test_augmentation_is_a_function_of_seed_epoch_index(tmp_path):
-    from train.augment import resolve_augment
-    from train.config import AugmentConfig
+    from train.config import AugmentConfig, resolve_augment
 
     ds = PoseDataset([_record(tmp_path, _joints())], LSP14, SETTINGS, augment=resolve_augment(AugmentConfig()),
                      seed=5)

@@ -17,7 +17,6 @@ and a second-order Taylor expansion of its logarithm at the argmax gives the sub
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -65,26 +64,6 @@ def flip_shift(encoding: str) -> bool:
     """Whether the flip test shifts the mirrored heatmaps one pixel (only the standard encoding needs it)."""
     _check_choice(encoding, ENCODINGS, "heatmap encoding")
     return encoding == "standard"
-
-
-@dataclass(frozen=True)
-class HeatmapSpec:
-    """How a network's heatmaps relate to its input: (w, h) sizes and the stride between them."""
-
-    input_size: tuple[int, int]
-    heatmap_size: tuple[int, int]
-    sigma: float = DEFAULT_SIGMA
-    encoding: str = "standard"
-    decoding: str = "quarter"
-
-    @property
-    def stride(self) -> float:
-        return self.input_size[0] / self.heatmap_size[0]
-
-    @property
-    def coordinate_stride(self) -> np.ndarray:
-        """(sx, sy) of this spec's encoding, for ``encode`` and ``decode``."""
-        return coordinate_stride(self.input_size, self.heatmap_size, self.encoding)
 
 
 def encode(keypoints_px, visible, heatmap_size, stride, sigma: float = DEFAULT_SIGMA) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import rehab
 from rehab.core.heatmaps import SUBPIXEL_SHIFT, flip_shift
-from rehab.core.json_values import json_ready
+from rehab.core.files import json_ready
 from rehab.core.skeleton import get_joint_set, joint_set_from_names
 from rehab.runtime.metadata import PRESENCE_OUTPUT_NAME, ModelInfo
 from train.config import Config

@@ -46,7 +46,7 @@ from export.verify import (
     require_agreement,
     require_presence_agreement,
 )
-from rehab.outputs import sha256_file
+from rehab.core.files import sha256_file
 from rehab.runtime.metadata import ModelInfo
 from rehab.runtime.model import PoseModel, infer, infer_outputs
 

@@ -195,7 +195,7 @@ def evaluate(
     """PCK@0.2 (12 limb joints), PCKh@0.5 and joint-angle errors of a model on an annotated dataset."""
     from rehab.pose_annotations import read_lsp
     from rehab.accuracy import evaluate_pose_model, format_report, select_numbered
-    from rehab.outputs import write_json
+    from rehab.core.files import write_json
     from rehab.runtime.model import PoseModel
 
     if dataset != "lsp":

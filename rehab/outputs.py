@@ -3,14 +3,14 @@
 Batch processing (``rehab process``, the video page) and live recordings write the same schema through this
 module: one frames table (columns from :func:`frame_columns`, rows from :func:`frame_row`, streamed by
 :class:`FrameTableWriter`), JSON written by :func:`write_json` only (NaN as null, renamed into place so that no
-reader sees half a file), and :func:`sha256_file` for every checksum (outputs, sources, models). Torch-free.
+reader sees half a file), and :func:`sha256_file` for every checksum (outputs, sources, models). Those two are
+defined once in rehab.core.files (train and export use them from there) and offered here beside the rest.
+Torch-free.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import math
 import os
@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from rehab.analysis.reps import ExerciseRep
 from rehab.analysis.summary import rep_rows
-from rehab.core.json_values import json_ready
+# The one copy of each (rehab.core.files), offered here for batch and live recordings.
+from rehab.core.files import fsync_path, part_path, sha256_file, write_json  # noqa: F401
 from rehab.store import StoredRepetition
 
 if TYPE_CHECKING:
@@ -42,10 +43,6 @@ REPETITIONS_CSV = "repetitions.csv"
 OUTPUT_FILES = (VIDEO_FILE, FRAMES_CSV, FRAMES_PARQUET, SUMMARY_JSON, REPORT_HTML, REPORT_PDF, DONE_FILE)
 # Where a video's outputs are built before the whole folder is renamed into place (inside the output folder).
 STAGING_DIR = ".partial"
-# A file being written has this suffix until it is complete.
-PART_SUFFIX = ".part"
-
-HASH_BLOCK_BYTES = 1 << 20
 CSV_FLOAT_FORMAT = "%.4f"
 # Frame rows go to frames.csv / frames.parquet this many at a time: the table's memory is one chunk, however
 # long the video (a row is a dict of ~80 values, ~7 KB with 16 joints: an hour at 30 fps held whole was ~0.8 GB).
@@ -56,45 +53,8 @@ MAX_SUFFIX_CHARS = 16
 UNSAFE_NAME_CHARS = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
 
 
-def _part(path: Path) -> Path:
-    return path.with_name(path.name + PART_SUFFIX)
-
-
 # ----------------------------------------------------------------------------------------------
-# files: hashes, JSON, small tables
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(HASH_BLOCK_BYTES), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def write_json(data: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
-    """``data`` as indented JSON (NaN and infinity as null, see core.json_values), written under a temporary
-    name and renamed into place; the parent folder is created if needed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _part(path)
-    tmp.write_text(json.dumps(json_ready(data), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
-
-
-def fsync_path(path: Path) -> None:
-    """Flush a file, or a folder's entries, to disk (so a power cut cannot undo a rename we relied on)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return  # folders cannot be opened on Windows; NTFS journals the rename
-    try:
-        os.fsync(fd)
-    except OSError:
-        logger.debug("fsync of %s not supported", path)
-    finally:
-        os.close(fd)
+# small tables and file names
 
 
 def write_table(rows: Sequence[Mapping[str, Any]] | pd.DataFrame, path: Path) -> Path:
@@ -102,7 +62,7 @@ def write_table(rows: Sequence[Mapping[str, Any]] | pd.DataFrame, path: Path) ->
     import pandas as pd
 
     frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
-    tmp = _part(path)
+    tmp = part_path(path)
     if path.suffix == ".parquet":
         frame.to_parquet(tmp, index=False)
     else:
@@ -236,13 +196,13 @@ class FrameTableWriter:
         first = self._csv is None
         if first:
             # Held open across chunks (closed by close() or abort()), like the Parquet writer.
-            self._csv = open(_part(self.csv_path), "w", encoding="utf-8", newline="")  # noqa: SIM115
+            self._csv = open(part_path(self.csv_path), "w", encoding="utf-8", newline="")  # noqa: SIM115
         chunk.to_csv(self._csv, index=False, header=first, float_format=self._float_format)
         # Later chunks take the first chunk's column types (a column all NaN so far is still float).
         table = pa.Table.from_pandas(chunk, preserve_index=False, schema=None if first else self._schema)
         if first:
             self._schema = table.schema
-            self._parquet = pq.ParquetWriter(_part(self.parquet_path), table.schema)
+            self._parquet = pq.ParquetWriter(part_path(self.parquet_path), table.schema)
         self._parquet.write_table(table)
         for name, total in chunk.sum(numeric_only=True).items():
             self._sums[name] = self._sums.get(name, 0.0) + float(total)
@@ -265,8 +225,8 @@ class FrameTableWriter:
         self._flush()
         self._csv.close()
         self._parquet.close()
-        _part(self.csv_path).replace(self.csv_path)
-        _part(self.parquet_path).replace(self.parquet_path)
+        part_path(self.csv_path).replace(self.csv_path)
+        part_path(self.parquet_path).replace(self.parquet_path)
         self.closed = True
 
     def abort(self) -> None:
@@ -278,7 +238,7 @@ class FrameTableWriter:
                     handle.close()
         for path in (self.csv_path, self.parquet_path):
             with contextlib.suppress(OSError):
-                _part(path).unlink()
+                part_path(path).unlink()
         self.closed = True
 
     def read_columns(self, columns: Sequence[str]) -> pd.DataFrame:

@@ -37,7 +37,7 @@ from rehab.analysis.summary import (
     VideoSummary,
     angle_statistics,
 )
-from rehab.core.json_values import json_ready
+from rehab.core.files import json_ready
 from rehab.outputs import (
     DONE_FILE,
     FRAMES_CSV,

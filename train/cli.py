@@ -102,7 +102,7 @@ def evaluate(
     """PCK@0.2 (torso) and PCKh@0.5 per joint and mean, and knee/elbow/hip/shoulder angle errors, as JSON."""
     import torch
 
-    from rehab.outputs import write_json
+    from rehab.core.files import write_json
     from train.config import resolve
     from train.engine import select_device
     from train.predict import evaluate_model, parse_source

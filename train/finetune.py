@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from rehab.outputs import write_json
+from rehab.core.files import write_json
 from train.config import Config, resolve, to_dict
 from train.engine import BEST, LAST, fit, select_device
 from train.predict import evaluate_model

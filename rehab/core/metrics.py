@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from rehab.core.json_values import json_ready
+from rehab.core.files import json_ready
 
 logger = logging.getLogger(__name__)
 

@@ -65,3 +65,12 @@ def test_outputs_import_no_torch_cv2_or_streamlit():
     loaded = _loaded_after("import rehab.outputs, rehab.video_job")
     for heavy in ("torch", "cv2", "streamlit"):
         assert heavy not in loaded, f"rehab.outputs loaded {heavy}"
+
+
+def test_export_and_train_do_not_import_the_product_above_the_runtime():
+    """export -> train, the runtime's model loader, core (and the torch-free accuracy/annotation modules train
+    shares); never batch, app, outputs, the pipeline or analysis."""
+    above = ("rehab.batch", "rehab.app", "rehab.outputs", "rehab.pipeline", "rehab.analysis", "rehab.video_job")
+    offenders = sorted(f"{p.relative_to(REPO)}: {name}" for room in ("export", "train")
+                       for p in (REPO / room).rglob("*.py") for name in _imports_of(p) if name.startswith(above))
+    assert not offenders, offenders

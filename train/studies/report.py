@@ -18,7 +18,7 @@ import numpy as np
 from rehab.core.metrics import PCKResult
 from rehab.core.skeleton import JointSet, get_joint_set
 from rehab.accuracy import Predictions, pck_torso, pckh_head
-from rehab.outputs import write_json
+from rehab.core.files import write_json
 from train.studies import stats
 
 logger = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from rehab.accuracy import Predictions
-from rehab.outputs import write_json
+from rehab.core.files import write_json
 from train.config import Config, SourceConfig, apply_overrides, config_from_saved, resolve, to_dict
 from train.dataset import build_source_dataset
 from train.engine import CONFIG_YAML, LAST, LOG_CSV, fit, select_device

@@ -43,14 +43,13 @@ from queue import Empty
 from rehab.batch_inputs import VideoInput, discover_videos
 from rehab.batch_progress import ProgressBars, log_result
 from rehab.batch_worker import init_worker, worker_run
-from rehab.outputs import STAGING_DIR, sha256_file
+from rehab.outputs import STAGING_DIR, check_complete, sha256_file
 from rehab.video_job import (
     BatchOptions,
     Job,
     OutputFolderError,
     VideoResult,
     VideoStatus,
-    check_complete,
     check_output_target,
     describe_error,
     failed_result,

@@ -54,13 +54,12 @@ from rehab.batch import (
 )
 from rehab.batch_inputs import discover_videos
 from rehab.batch_progress import ProgressBars, log_result
-from rehab.outputs import STAGING_DIR, SUMMARY_JSON, sha256_file
+from rehab.outputs import STAGING_DIR, SUMMARY_JSON, check_complete, sha256_file
 from rehab.video_job import (
     BatchOptions,
     Job,
     VideoResult,
     VideoStatus,
-    check_complete,
     failed_result,
     output_fingerprint,
     run_job,

@@ -11,18 +11,20 @@ Torch-free.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rehab.analysis.reps import ExerciseRep
 from rehab.analysis.summary import rep_rows
 # The one copy of each (rehab.core.files), offered here for batch and live recordings.
-from rehab.core.files import fsync_path, part_path, sha256_file, write_json  # noqa: F401
+from rehab.core.files import fsync_path, json_ready, part_path, sha256_file, write_json  # noqa: F401
 from rehab.store import StoredRepetition
 
 if TYPE_CHECKING:
@@ -37,6 +39,7 @@ SUMMARY_JSON = "summary.json"
 REPORT_HTML = "report.html"
 REPORT_PDF = "report.pdf"
 DONE_FILE = "DONE.json"
+DONE_SCHEMA = "rehab.batch.done/1"
 # A live recording's repetitions (batch keeps them in summary.json and the report).
 REPETITIONS_CSV = "repetitions.csv"
 # Everything batch may write into a video's folder; a folder holding anything else is not ours to replace.
@@ -82,6 +85,56 @@ def clean_file_name(name: str) -> str:
         suffix = suffix if len(suffix) <= MAX_SUFFIX_CHARS else ""
         cleaned = stem[:MAX_FILE_NAME_CHARS - len(suffix)] + suffix
     return cleaned or "video"
+
+
+# ----------------------------------------------------------------------------------------------
+# the completion record (DONE.json): written last, it says the folder is complete
+
+
+def write_completion_record(folder: Path, names: Sequence[str], fingerprint: Mapping[str, Any],
+                            version: str) -> Path:
+    """DONE.json in ``folder``: ``fingerprint`` (what the outputs were made from) and the size and SHA-256 of
+    each named file, every file and the folder flushed to disk first and after."""
+    files = {}
+    for name in names:
+        fsync_path(folder / name)
+        files[name] = {"size_bytes": (folder / name).stat().st_size, "sha256": sha256_file(folder / name)}
+    done = {"schema": DONE_SCHEMA, "fingerprint": fingerprint, "files": files,
+            "completed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rehab_version": version}
+    path = write_json(done, folder / DONE_FILE)
+    fsync_path(path)
+    fsync_path(folder)
+    return path
+
+
+def check_complete(folder: str | os.PathLike[str], fingerprint: Mapping[str, Any] | None = None) -> str | None:
+    """None when ``folder`` holds a complete, intact output (made from ``fingerprint`` when given); otherwise
+    the reason it does not."""
+    folder = Path(folder)
+    done_path = folder / DONE_FILE
+    if not done_path.is_file():
+        return "no completion record" if folder.is_dir() else "no output folder"
+    try:
+        done = json.loads(done_path.read_text(encoding="utf-8"))
+        files: Mapping[str, Mapping[str, Any]] = done["files"]
+        recorded = done["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"unreadable completion record ({exc})"
+    if done.get("schema") != DONE_SCHEMA:
+        return f"completion record of another format ({done.get('schema')!r})"
+    if fingerprint is not None and recorded != json_ready(fingerprint):
+        changed = sorted(k for k in set(recorded) | set(fingerprint) if recorded.get(k) != json_ready(fingerprint.get(k)))
+        return f"made with other inputs or options ({', '.join(changed)})"
+    for name, meta in files.items():
+        path = folder / name
+        try:
+            if path.stat().st_size != meta["size_bytes"]:
+                return f"{name} has the wrong size"
+            if sha256_file(path) != meta["sha256"]:
+                return f"{name} fails its checksum"
+        except OSError:
+            return f"{name} is missing"
+    return None
 
 
 # ----------------------------------------------------------------------------------------------

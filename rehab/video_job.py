@@ -3,7 +3,7 @@
 ``process_video`` builds a video's outputs (annotated video, frames table, summary.json, report, DONE.json;
 names in rehab.outputs) in a staging folder ``<out>/.partial/<name>.<pid>/`` and renames the whole folder to
 ``<out>/<name>`` only once every file (DONE.json last) is written and flushed to disk: a folder under its final
-name is complete. :func:`check_complete` says whether an existing folder is complete for the same video,
+name is complete. ``rehab.outputs.check_complete`` says whether an existing folder is complete for the same video,
 model and options (what a re-run skips). The video page runs this function on an upload; rehab.batch and
 rehab.batch_ray schedule it over many videos.
 """
@@ -37,9 +37,7 @@ from rehab.analysis.summary import (
     VideoSummary,
     angle_statistics,
 )
-from rehab.core.files import json_ready
 from rehab.outputs import (
-    DONE_FILE,
     FRAMES_CSV,
     FRAMES_PARQUET,
     OUTPUT_FILES,
@@ -54,6 +52,7 @@ from rehab.outputs import (
     frame_row,
     fsync_path,
     sha256_file,
+    write_completion_record,
     write_json,
 )
 from rehab.settings import RuntimeSettings
@@ -65,7 +64,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DONE_SCHEMA = "rehab.batch.done/1"
 # A worker reports its frame count this often; the parent redraws the bars from these reports.
 PROGRESS_EVERY_FRAMES = 5
 # process_video asks its should_stop callback this often.
@@ -158,8 +156,7 @@ class VideoResult:
 
 
 # ----------------------------------------------------------------------------------------------
-# completeness
-
+# completeness (the record itself: rehab.outputs)
 
 
 def output_fingerprint(source_sha256: str, model_sha256: str, options: BatchOptions) -> dict[str, Any]:
@@ -174,36 +171,6 @@ def required_files(options: BatchOptions) -> tuple[str, ...]:
     return tuple(files)
 
 
-def check_complete(folder: str | os.PathLike[str], fingerprint: Mapping[str, Any] | None = None) -> str | None:
-    """None when ``folder`` holds a complete, intact output (made from ``fingerprint`` when given); otherwise
-    the reason it does not."""
-    folder = Path(folder)
-    done_path = folder / DONE_FILE
-    if not done_path.is_file():
-        return "no completion record" if folder.is_dir() else "no output folder"
-    try:
-        done = json.loads(done_path.read_text(encoding="utf-8"))
-        files: Mapping[str, Mapping[str, Any]] = done["files"]
-        recorded = done["fingerprint"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return f"unreadable completion record ({exc})"
-    if done.get("schema") != DONE_SCHEMA:
-        return f"completion record of another format ({done.get('schema')!r})"
-    if fingerprint is not None and recorded != json_ready(fingerprint):
-        changed = sorted(k for k in set(recorded) | set(fingerprint) if recorded.get(k) != json_ready(fingerprint.get(k)))
-        return f"made with other inputs or options ({', '.join(changed)})"
-    for name, meta in files.items():
-        path = folder / name
-        try:
-            if path.stat().st_size != meta["size_bytes"]:
-                return f"{name} has the wrong size"
-            if sha256_file(path) != meta["sha256"]:
-                return f"{name} fails its checksum"
-        except OSError:
-            return f"{name} is missing"
-    return None
-
-
 def check_output_target(folder: Path) -> None:
     """Raise OutputFolderError when ``folder`` exists but is not a batch output folder we may replace."""
     if not (folder.exists() or folder.is_symlink()):
@@ -216,7 +183,6 @@ def check_output_target(folder: Path) -> None:
         shown = ", ".join(foreign[:3]) + (" ..." if len(foreign) > 3 else "")
         raise OutputFolderError(f"cannot replace {folder}: it holds files rehab did not write ({shown}); "
                                 "move them away or choose another --out")
-
 
 
 # ----------------------------------------------------------------------------------------------
@@ -435,8 +401,9 @@ def process_video(source: str | os.PathLike[str], output_dir: str | os.PathLike[
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
     try:
-        record = _Record(name=output_dir.name, file_name=clean_file_name(source_name) if source_name is not None else None,
-                         source_sha256=source_sha256, model=model_record(model, model_sha256))
+        file_name = clean_file_name(source_name) if source_name is not None else None
+        record = _Record(name=output_dir.name, file_name=file_name, source_sha256=source_sha256,
+                         model=model_record(model, model_sha256))
         analysis = _analyse(source, staging, model, options, record, threads, progress, should_stop, prefetch_frames)
         frames = analysis.frames
         write_json(analysis.summary.to_dict(), staging / SUMMARY_JSON)
@@ -445,16 +412,8 @@ def process_video(source: str | os.PathLike[str], output_dir: str | os.PathLike[
         write_html(staging / REPORT_HTML, summary, frames, snapshot_jpeg=analysis.snapshot_jpeg, video_file=VIDEO_FILE)
         if options.pdf:
             write_pdf(staging / REPORT_PDF, summary, frames, snapshot_jpeg=analysis.snapshot_jpeg)
-        files = {}
-        for name in required_files(options):
-            fsync_path(staging / name)
-            files[name] = {"size_bytes": (staging / name).stat().st_size, "sha256": sha256_file(staging / name)}
-        done = {"schema": DONE_SCHEMA, "fingerprint": output_fingerprint(source_sha256, model_sha256, options),
-                "files": files, "completed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "rehab_version": __version__}
-        write_json(done, staging / DONE_FILE)
-        fsync_path(staging / DONE_FILE)
-        fsync_path(staging)
+        write_completion_record(staging, required_files(options),
+                                output_fingerprint(source_sha256, model_sha256, options), __version__)
         _publish(staging, output_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

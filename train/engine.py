@@ -38,7 +38,7 @@ from train.config import (
 )
 from train.dataset import build_eval_dataset, build_train_dataset
 from train.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_from_env
-from rehab.core.metrics import binary_at, roc_auc
+from rehab.core.presence_metrics import binary_at, roc_auc
 from train.predict import autocast_context, predict, predict_presence
 from train.loss import JointsMSELoss, PresenceLoss
 from train.model import build_model

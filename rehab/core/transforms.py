@@ -16,7 +16,8 @@ SCALE_UNIT_PX = 200.0
 DEFAULT_BOX_PADDING = 1.25
 
 
-def box_to_center_scale(box_xyxy, aspect_ratio: float, padding: float = DEFAULT_BOX_PADDING) -> tuple[np.ndarray, np.ndarray]:
+def box_to_center_scale(box_xyxy, aspect_ratio: float,
+                        padding: float = DEFAULT_BOX_PADDING) -> tuple[np.ndarray, np.ndarray]:
     """Center and (w, h) scale of a box, widened to ``aspect_ratio`` (w / h) and padded by ``padding``."""
     x1, y1, x2, y2 = (float(v) for v in box_xyxy)
     if not (x2 > x1 and y2 > y1) or not np.isfinite([x1, y1, x2, y2]).all():

@@ -13,16 +13,9 @@ import pytest
 
 from rehab.analysis.summary import angle_statistics
 from rehab.batch_inputs import discover_videos
-from rehab.outputs import DONE_FILE, sha256_file
+from rehab.outputs import DONE_FILE, DONE_SCHEMA, check_complete, sha256_file
 from rehab.report import angle_families, decimate
-from rehab.video_job import (
-    DONE_SCHEMA,
-    BatchOptions,
-    OutputFolderError,
-    check_complete,
-    check_output_target,
-    expected_frames,
-)
+from rehab.video_job import BatchOptions, OutputFolderError, check_output_target, expected_frames
 
 
 def touch(path, data: bytes = b"x"):

@@ -22,9 +22,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rehab.outputs import DONE_FILE, STAGING_DIR
+from rehab.outputs import DONE_FILE, STAGING_DIR, check_complete
 from rehab.runtime.model import DEFAULT_MODEL_PATH
-from rehab.video_job import check_complete
 from tests.synthetic_clips import ClipSpec, write_clip
 from tests.ray_cluster import CLIENT_ENV, REPO, RayCluster, can_hide_folders, free_port, not_ray_server
 

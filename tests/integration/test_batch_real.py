@@ -20,9 +20,9 @@ import pandas as pd
 import pytest
 
 from rehab.batch import run_batch
-from rehab.outputs import OUTPUT_FILES
+from rehab.outputs import OUTPUT_FILES, check_complete
 from rehab.runtime.model import DEFAULT_MODEL_PATH
-from rehab.video_job import BatchOptions, check_complete
+from rehab.video_job import BatchOptions
 
 CLIPS = {
     # name: (codec, fps, displayed width, height)

@@ -20,8 +20,7 @@ import pandas as pd
 import pytest
 
 from rehab.batch import LOCK_FILE
-from rehab.outputs import DONE_FILE, STAGING_DIR
-from rehab.video_job import check_complete
+from rehab.outputs import DONE_FILE, STAGING_DIR, check_complete
 from tests.synthetic_clips import ClipSpec, write_clip
 
 pytest.importorskip("onnx")

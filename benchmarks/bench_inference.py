@@ -49,7 +49,7 @@ from benchmarks.common import (
     subpixel_variant,
 )
 from export.describe import info_from_config
-from export.evaluate import lsp_records, network_inputs
+from export.lsp_check import lsp_records, network_inputs
 from export.onnx_export import attach_metadata, save_single_file, torch_to_onnx
 from rehab.runtime.session import create_session
 

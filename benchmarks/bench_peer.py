@@ -6,10 +6,10 @@
 
 Accuracy (the default-model issue's protocol): LSP test im1001-im2000, the full image as input (LSP images are
 person crops), PCK@0.2 over the 12 limb joints, torso = annotated left shoulder to right hip, occluded joints
-included, a missed person counting as all wrong. Ours goes through rehab.evaluation.evaluate_pose_model, the
+included, a missed person counting as all wrong. Ours goes through rehab.accuracy.evaluate_pose_model, the
 code behind `rehab evaluate --root ../shared/data/lsp --split test`, in FP32 and INT8 (the INT8 file made as
 `rehab export --int8` makes it). MediaPipe runs in its own venv (benchmarks/mediapipe_runner.py, one image
-at a time, static_image_mode) and its landmarks are scored here by the same rehab.evaluation functions:
+at a time, static_image_mode) and its landmarks are scored here by the same rehab.accuracy functions:
 shoulders 11/12, elbows 13/14, wrists 15/16, hips 23/24, knees 25/26, ankles 27/28 (left/right are the
 person's in both). MediaPipe runs at two person-detection thresholds in one run: its default (0.5) and at its
 best on LSP (0.1, far fewer missed people); rows of the low threshold are named ``mediapipe_<model>_det0.1``.
@@ -94,9 +94,9 @@ def run_mediapipe(venv: Path, args: list[str]) -> dict:
 
 
 def score_mediapipe(run: dict, records) -> dict:
-    """PCK@0.2 of one MediaPipe run, scored like ours (rehab.evaluation.pck_torso + bootstrap CI)."""
+    """PCK@0.2 of one MediaPipe run, scored like ours (rehab.accuracy.pck_torso + bootstrap CI)."""
     from rehab.core.metrics import bootstrap_ci
-    from rehab.evaluation import Predictions, pck_torso
+    from rehab.accuracy import Predictions, pck_torso
 
     joint_set = records[0].joint_set
     n, k = len(records), joint_set.num_joints
@@ -126,8 +126,8 @@ def mediapipe_row_name(run: dict) -> str:
 
 
 def lsp_accuracy(models: dict[str, Path], venv: Path, lsp_root: Path, limit: int | None, threads: int) -> dict:
-    from rehab.datasets import read_lsp
-    from rehab.evaluation import evaluate_pose_model
+    from rehab.pose_annotations import read_lsp
+    from rehab.accuracy import evaluate_pose_model
     from rehab.runtime.model import PoseModel
 
     records = read_lsp(lsp_root, "test")[:limit]

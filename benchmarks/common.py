@@ -7,8 +7,6 @@ files alone and every number keeps the conditions it was measured under.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import platform
@@ -19,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from export.model_card import cpu_name  # noqa: F401  (one copy, shared with the model card)
+from rehab.core.files import sha256_file, write_json  # noqa: F401  (one copy each; bench_peer takes sha256_file here)
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -75,34 +74,9 @@ def finish(result: dict[str, Any], path: str | os.PathLike[str] | None) -> dict[
     """Stamp the end load average into ``result["machine"]`` and write it as JSON to ``path`` (if given)."""
     result.setdefault("machine", machine())["load_average_end"] = load_average()
     if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(_clean(result), indent=2) + "\n")
+        write_json(result, path)
         logger.info("wrote %s", path)
     return result
-
-
-def _clean(x: Any) -> Any:
-    """JSON-safe: NaN/inf -> None, numpy scalars -> Python, tuples -> lists."""
-    import math
-
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if hasattr(x, "item") and not isinstance(x, (str, bytes)):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def command_line() -> str:
@@ -158,7 +132,7 @@ def int8_variant(fp32_path: str | os.PathLike[str], work_dir: Path = WORK_DIR,
     Calibration: ``calibration_images`` evenly spaced LSP train images, whole image letterboxed; the metadata
     is the FP32 model's with precision "int8", so PoseModel loads it like an exported INT8 file.
     """
-    from export.evaluate import lsp_records, network_inputs
+    from export.lsp_check import lsp_records, network_inputs
     from export.onnx_export import set_file_metadata
     from export.variants import quantize_int8
     from rehab.runtime.model import PoseModel

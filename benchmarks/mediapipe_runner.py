@@ -2,7 +2,7 @@
 
 It imports neither rehab nor the project's venv packages (MediaPipe needs numpy<2 and protobuf<5): it only
 runs the model and records landmarks and timings. benchmarks/bench_peer.py, in the project's venv, calls it
-and scores the landmarks with rehab.evaluation, so both models are judged by one protocol.
+and scores the landmarks with rehab.accuracy, so both models are judged by one protocol.
 
     /work/mp-venv/bin/python benchmarks/mediapipe_runner.py images --list LIST.json --out OUT.json
     /work/mp-venv/bin/python benchmarks/mediapipe_runner.py video --clip CLIP.mp4 --out OUT.json

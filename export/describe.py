@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import rehab
-from rehab.batch import sha256_file  # noqa: F401  (one file hash for batch outputs and model provenance)
 from rehab.core.heatmaps import SUBPIXEL_SHIFT, flip_shift
+from rehab.core.files import json_ready
 from rehab.core.skeleton import get_joint_set, joint_set_from_names
 from rehab.runtime.metadata import PRESENCE_OUTPUT_NAME, ModelInfo
 from train.config import Config
@@ -48,16 +48,8 @@ def utc_now() -> str:
 
 
 def _jsonable(value: Any) -> Any:
-    """Drop what JSON cannot hold (inf/NaN floats become None)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
+    """JSON-ready (NaN as None), anything else JSON cannot hold as its text."""
+    return json_ready(value, default=str)
 
 
 def checkpoint_metrics(config: Config, checkpoint: Mapping[str, Any]) -> dict[str, Any]:
@@ -128,6 +120,7 @@ def info_from_config(config: Config, checkpoint: Mapping[str, Any] | None = None
         flip_shift=flip_shift(m.heatmap_encoding),
         heatmap_encoding=m.heatmap_encoding,
         heatmap_decoding=m.heatmap_decoding,
+        box_padding=float(config.data.box_padding),
         backbone=m.backbone,
         training=training_summary(config, checkpoint),
         metrics=found,

@@ -21,8 +21,8 @@ import numpy as np
 import onnx
 import torch
 
-from export.describe import DEFAULT_PRESENCE_THRESHOLD, info_from_config, sha256_file
-from export.evaluate import PCKSummary, lsp_pck, lsp_records, network_inputs, person_free_inputs
+from export.describe import DEFAULT_PRESENCE_THRESHOLD, info_from_config
+from export.lsp_check import PCKSummary, lsp_pck, lsp_records, network_inputs, person_free_inputs
 from export.onnx_export import (
     DEFAULT_OPSET,
     attach_metadata,
@@ -46,6 +46,7 @@ from export.verify import (
     require_agreement,
     require_presence_agreement,
 )
+from rehab.core.files import sha256_file
 from rehab.runtime.metadata import ModelInfo
 from rehab.runtime.model import PoseModel, infer, infer_outputs
 

@@ -126,7 +126,7 @@ def _peer_table(peer: dict, ours: dict) -> list[str]:
                      f"{f'{ms:.1f}' if ms is not None else '-'} |")
     when = peer.get("machine", {}).get("date_utc", "")
     lines += ["", (f"MediaPipe rows: `{peer.get('command', 'benchmarks/bench_peer.py')}` ({when}), same 1000 "
-                  "images and protocol (`rehab.evaluation`); a person MediaPipe misses counts as all wrong.")]
+                  "images and protocol (`rehab.accuracy`); a person MediaPipe misses counts as all wrong.")]
     return lines
 
 

@@ -32,7 +32,7 @@ import numpy as np
 import typer
 from tqdm import tqdm
 
-from rehab.core.metrics import binary_at, roc_auc, threshold_for_recall
+from rehab.core.presence_metrics import binary_at, roc_auc, threshold_for_recall
 from rehab.runtime.model import MAX_BATCH, PoseModel
 from train.config import Config, SourceConfig, default_shared_dir, resolve
 from train.dataset import build_source_dataset

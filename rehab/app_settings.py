@@ -13,9 +13,11 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from rehab.core.config import ConfigError, from_dict, read_yaml_mapping
 
 ENV_CONFIG = "REHAB_APP_CONFIG"
 ENV_DATA_DIR = "REHAB_APP_DATA_DIR"
@@ -97,27 +99,19 @@ class AppSettings:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "app settings") -> AppSettings:
+        """Settings from a mapping (rehab.core.config, the one strict loader): unknown keys and bad values
+        are refused by name; missing keys keep their defaults."""
         if not isinstance(data, Mapping):
-            raise ValueError(f"{where} must be a mapping, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown key(s) {', '.join(unknown)} in {where}; known: {', '.join(sorted(known))}")
-        values = dict(data)
-        for name in ("data_dir", "model_path", "runtime_settings_path", "users_file"):
-            if values.get(name) is not None:
-                values[name] = Path(values[name]).expanduser()
-        return replace(cls(), **values)
+            raise ConfigError(f"{where} must be a mapping of keys to values, got {type(data).__name__}")
+        return from_dict(cls, dict(data), where)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> AppSettings:
-        import yaml
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"app settings file not found: {path}")
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        return cls.from_dict(data, where=str(path))
+        data = read_yaml_mapping(path, "app settings file")
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
 
     @classmethod
     def load(cls, path: str | Path | None = None, env: Mapping[str, str] | None = None) -> AppSettings:

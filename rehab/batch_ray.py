@@ -44,26 +44,25 @@ from typing import TYPE_CHECKING, Any
 
 from rehab import __version__
 from rehab.batch import (
-    STAGING_DIR,
-    SUMMARY_JSON,
     BatchError,
-    BatchOptions,
     BatchResult,
-    Job,
     OutputLock,
-    ProgressBars,
-    VideoResult,
-    check_complete,
-    discover_videos,
-    failed_result,
     job_size_bytes,
-    log_result,
-    output_fingerprint,
     plan_jobs,
     prepare_output_folder,
-    run_job,
-    sha256_file,
     usable_cpus,
+)
+from rehab.batch_inputs import discover_videos
+from rehab.batch_progress import ProgressBars, log_result
+from rehab.outputs import STAGING_DIR, SUMMARY_JSON, check_complete, sha256_file
+from rehab.video_job import (
+    BatchOptions,
+    Job,
+    VideoResult,
+    VideoStatus,
+    failed_result,
+    output_fingerprint,
+    run_job,
 )
 
 if TYPE_CHECKING:
@@ -279,7 +278,7 @@ def earlier_attempt(job: Job) -> VideoResult | None:
     if check_complete(job.output_dir, fingerprint) is not None:
         return None
     summary = json.loads((Path(job.output_dir) / SUMMARY_JSON).read_text(encoding="utf-8"))
-    return VideoResult(source=job.source, name=Path(job.output_dir).name, status="done", output_dir=job.output_dir,
+    return VideoResult(source=job.source, name=Path(job.output_dir).name, status=VideoStatus.DONE, output_dir=job.output_dir,
                        frames=summary["processing"]["frames"],
                        frames_with_pose=summary["processing"]["frames_with_pose"],
                        repetitions=len(summary["repetitions"]), elapsed_s=summary["processing"]["elapsed_s"],
@@ -371,7 +370,7 @@ def run_batch_ray(paths: Sequence[str | os.PathLike[str]], out_dir: str | os.Pat
     batch = BatchResult(results=tuple(results[i] for i in range(len(inputs))), elapsed_s=time.perf_counter() - t0,
                         workers=slots)
     logger.info("batch on Ray: %d done, %d skipped, %d failed in %.1f s (%.2f videos/min, %.1f frames/s)",
-                len(batch.with_status("done")), len(batch.with_status("skipped")), len(batch.failed),
+                len(batch.with_status(VideoStatus.DONE)), len(batch.with_status(VideoStatus.SKIPPED)), len(batch.failed),
                 batch.elapsed_s, batch.videos_per_minute, batch.frames_per_second)
     return batch
 

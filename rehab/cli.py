@@ -193,8 +193,9 @@ def evaluate(
     json_out: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="Write the full report as JSON here."),
 ) -> None:
     """PCK@0.2 (12 limb joints), PCKh@0.5 and joint-angle errors of a model on an annotated dataset."""
-    from rehab.datasets import read_lsp
-    from rehab.evaluation import evaluate_pose_model, format_report, select_numbered, write_json
+    from rehab.pose_annotations import read_lsp
+    from rehab.accuracy import evaluate_pose_model, format_report, select_numbered
+    from rehab.core.files import write_json
     from rehab.runtime.model import PoseModel
 
     if dataset != "lsp":

@@ -33,9 +33,9 @@ from rehab.core.angles import joint_angles
 from rehab.core.skeleton import JointSet, joint_set_from_names
 from rehab.runtime.anonymize import Anonymizer
 from rehab.runtime.draw import draw_frame
+from rehab.runtime.image import as_bgr_frame
 from rehab.runtime.roi import RoiDecision, RoiTracker, roi_from_pose, search_windows
 from rehab.runtime.smoothing import PoseSmoother
-from rehab.runtime.video import as_bgr_frame
 from rehab.settings import RuntimeSettings
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from rehab.batch import sha256_file
+from rehab.core.files import sha256_file
 from rehab.runtime import centerface
 
 log = logging.getLogger(__name__)

@@ -88,7 +88,9 @@ class StoreError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Repetition:
+class StoredRepetition:
+    """A repetition as the history database keeps it (rehab.analysis.reps.Repetition is the counter's own)."""
+
     number: int
     rom_min_deg: float
     rom_max_deg: float
@@ -109,7 +111,7 @@ class SessionRecord:
     duration_s: float | None = None
     frames: int | None = None
     frames_with_pose: int | None = None
-    repetitions: tuple[Repetition, ...] = ()
+    repetitions: tuple[StoredRepetition, ...] = ()
     source: str = ""
     output_dir: str = ""
     model: str = ""

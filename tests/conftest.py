@@ -21,7 +21,7 @@ def get_shared_dir() -> Path:
 def _set_up_clips() -> dict[str, Path]:
     """The sample clips `.ci/setup` fetched into sample_videos/ (rehab.samples), by file name, kept only
     where the file's SHA-256 is the one rehab.samples lists: the very file ../shared/videos holds."""
-    from rehab.batch import sha256_file
+    from rehab.outputs import sha256_file
     from rehab.samples import SAMPLE_DIR, SOURCES
 
     found = {}

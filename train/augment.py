@@ -1,4 +1,4 @@
-"""Augmentation presets (the paper's Table 1, the Simple Baselines default, "wild") and random draws.
+"""Random augmentation draws for the presets of train/config.py (the paper's Table 1, Simple Baselines, "wild").
 
 A draw is a rotation (degrees), a scale multiplier and a flip flag, which the dataset turns into one affine
 crop (augmentation never resamples an image twice), plus the optional augmentation for the wild: a half-body
@@ -9,50 +9,13 @@ of the original presets are the same as before these options existed (a resumed 
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from train.config import AUG_DISTRIBUTIONS, AugmentConfig, ConfigError
+from train.config import WILD_KEYS, AugmentConfig
 
-
-@dataclass(frozen=True)
-class AugmentPreset:
-    rotation_deg: float
-    scale_factor: float
-    flip_prob: float = 0.5
-    rotation_prob: float = 1.0
-    distribution: str = "uniform"
-    half_body_prob: float = 0.0
-    occluder_prob: float = 0.0
-    occluder_max: int = 0
-    color_prob: float = 0.0
-    blur_prob: float = 0.0
-    noise_prob: float = 0.0
-    jpeg_prob: float = 0.0
-    flare_prob: float = 0.0
-
-
-# Table 1 of the paper (rotation range, scale range), plus Simple Baselines' defaults, which draw from a
-# clipped Gaussian and rotate only 60% of the samples.
-PRESETS: dict[str, AugmentPreset] = {
-    "none": AugmentPreset(rotation_deg=0.0, scale_factor=0.0, flip_prob=0.0),
-    "normal": AugmentPreset(rotation_deg=0.0, scale_factor=0.01),
-    "weak": AugmentPreset(rotation_deg=5.0, scale_factor=0.06),
-    "strong": AugmentPreset(rotation_deg=15.0, scale_factor=0.12),
-    "simple_baselines": AugmentPreset(rotation_deg=30.0, scale_factor=0.25, rotation_prob=0.6, distribution="normal"),
-    # Issue 16's augmentation for the wild: real clips have tilted bodies, partial views, furniture in front of
-    # limbs, motion blur and compressed video. Half-body share as HRNet (0.3); the rest chosen, not tuned.
-    "wild": AugmentPreset(rotation_deg=40.0, scale_factor=0.30, half_body_prob=0.3, occluder_prob=0.5,
-                          occluder_max=3, color_prob=0.5, blur_prob=0.2, noise_prob=0.2, jpeg_prob=0.3),
-}
-_WILD_KEYS = ("half_body_prob", "occluder_prob", "occluder_max", "color_prob", "blur_prob", "noise_prob", "jpeg_prob",
-              "flare_prob")
-_PROB_KEYS = ("flip_prob", "rotation_prob", "half_body_prob", "occluder_prob", "color_prob", "blur_prob",
-              "noise_prob", "jpeg_prob", "flare_prob")
 
 # Magnitudes of the wild augmentation (fractions of the crop side, pixel units of uint8 images).
 OCCLUDER_SIDE_FRACTION = (0.1, 0.4)  # each side of an occluder, as a fraction of the crop's side
@@ -69,32 +32,6 @@ FLARE_STREAK_WIDTH_FRACTION = (0.005, 0.02)
 # Half-body crops (HRNet): the half's joints' box is enlarged this much, and needs at least this many joints.
 HALF_BODY_BOX_FACTOR = 1.5
 HALF_BODY_MIN_JOINTS = 3
-
-
-def resolve_augment(cfg: AugmentConfig) -> AugmentConfig:
-    """Fill every unset value from the preset; values set explicitly win."""
-    if cfg.preset not in PRESETS:
-        close = difflib.get_close_matches(cfg.preset, list(PRESETS), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"augment.preset must be one of {', '.join(PRESETS)}, got {cfg.preset!r}{hint}")
-    preset = PRESETS[cfg.preset]
-    values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
-    for name in ("rotation_deg", "scale_factor", "flip_prob", "rotation_prob", "distribution") + _WILD_KEYS:
-        if values[name] is None:
-            values[name] = getattr(preset, name)
-    if values["distribution"] not in AUG_DISTRIBUTIONS:
-        raise ConfigError(f"augment.distribution must be one of {', '.join(AUG_DISTRIBUTIONS)}, "
-                          f"got {values['distribution']!r}")
-    if values["occluder_max"] < 0 or (values["occluder_prob"] > 0 and values["occluder_max"] < 1):
-        raise ConfigError(f"augment.occluder_max must be >= 1 when augment.occluder_prob > 0, got "
-                          f"{values['occluder_max']}")
-    for name in _PROB_KEYS:
-        if not 0.0 <= values[name] <= 1.0:
-            raise ConfigError(f"augment.{name} must lie in [0, 1], got {values[name]}")
-    if values["rotation_deg"] < 0 or not 0.0 <= values["scale_factor"] < 1.0:
-        raise ConfigError(f"augment.rotation_deg must be >= 0 and augment.scale_factor in [0, 1), got "
-                          f"{values['rotation_deg']}, {values['scale_factor']}")
-    return AugmentConfig(**values)
 
 
 @dataclass(frozen=True)
@@ -134,7 +71,7 @@ def draw(cfg: AugmentConfig, rng: np.random.Generator) -> AugmentDraw:
     if rng.random() >= cfg.rotation_prob:
         rotation = 0.0
     flip = bool(rng.random() < cfg.flip_prob)
-    if not any(getattr(cfg, name) for name in _WILD_KEYS):
+    if not any(getattr(cfg, name) for name in WILD_KEYS):
         return AugmentDraw(rotation_deg=rotation, scale_mult=scale, flip=flip)
     half_body = ""
     if rng.random() < cfg.half_body_prob:

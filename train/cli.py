@@ -102,10 +102,10 @@ def evaluate(
     """PCK@0.2 (torso) and PCKh@0.5 per joint and mean, and knee/elbow/hip/shoulder angle errors, as JSON."""
     import torch
 
-    from rehab.evaluation import write_json
+    from rehab.core.files import write_json
     from train.config import resolve
     from train.engine import select_device
-    from train.evaluate import evaluate_model, parse_source
+    from train.predict import evaluate_model, parse_source
     from train.model import load_checkpoint
 
     _logging(verbose)
@@ -147,7 +147,7 @@ def plots(
     from train import plots as P
     from train.config import Config, resolve
     from train.dataset import read_source
-    from train.evaluate import parse_source
+    from train.predict import parse_source
 
     _logging(verbose)
     if not (run or data or compare):

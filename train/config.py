@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import yaml
@@ -20,6 +20,7 @@ import yaml
 from rehab.core.config import ConfigError, from_dict, parse_override, read_yaml_mapping, set_dotted, to_dict  # noqa: F401
 from rehab.core.heatmaps import DECODINGS, ENCODINGS
 from rehab.core.skeleton import get_joint_set
+from rehab.core.transforms import DEFAULT_BOX_PADDING
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR_ENV = "REHAB_SHARED_DIR"
@@ -105,7 +106,7 @@ class DataConfig:
     image_cache: str = "none"  # none | encoded (file bytes in memory) | decoded (pixels in memory)
     num_workers: int = 0
     box_margin: float = 0.15  # joints' box grown by this fraction of its size per side
-    box_padding: float = 1.25  # person box enlarged by this factor (Simple Baselines)
+    box_padding: float = DEFAULT_BOX_PADDING  # person box enlarged by this factor (Simple Baselines)
     mpii_center_shift: float = 15.0  # MPII: center moved down by this many px per unit scale (HRNet)
 
 
@@ -330,10 +331,75 @@ def _check_source(src: SourceConfig, where: str) -> None:
             raise ConfigError(f"{where}.frame_step must be >= 1, got {src.frame_step}")
 
 
+# ----------------------------------------------------------------------------------------------
+# augmentation presets: the values an unset augment key takes (train/augment.py draws from them)
+
+
+@dataclass(frozen=True)
+class AugmentPreset:
+    rotation_deg: float
+    scale_factor: float
+    flip_prob: float = 0.5
+    rotation_prob: float = 1.0
+    distribution: str = "uniform"
+    half_body_prob: float = 0.0
+    occluder_prob: float = 0.0
+    occluder_max: int = 0
+    color_prob: float = 0.0
+    blur_prob: float = 0.0
+    noise_prob: float = 0.0
+    jpeg_prob: float = 0.0
+    flare_prob: float = 0.0
+
+
+# Table 1 of the paper (rotation range, scale range), plus Simple Baselines' defaults, which draw from a
+# clipped Gaussian and rotate only 60% of the samples.
+PRESETS: dict[str, AugmentPreset] = {
+    "none": AugmentPreset(rotation_deg=0.0, scale_factor=0.0, flip_prob=0.0),
+    "normal": AugmentPreset(rotation_deg=0.0, scale_factor=0.01),
+    "weak": AugmentPreset(rotation_deg=5.0, scale_factor=0.06),
+    "strong": AugmentPreset(rotation_deg=15.0, scale_factor=0.12),
+    "simple_baselines": AugmentPreset(rotation_deg=30.0, scale_factor=0.25, rotation_prob=0.6, distribution="normal"),
+    # Issue 16's augmentation for the wild: real clips have tilted bodies, partial views, furniture in front of
+    # limbs, motion blur and compressed video. Half-body share as HRNet (0.3); the rest chosen, not tuned.
+    "wild": AugmentPreset(rotation_deg=40.0, scale_factor=0.30, half_body_prob=0.3, occluder_prob=0.5,
+                          occluder_max=3, color_prob=0.5, blur_prob=0.2, noise_prob=0.2, jpeg_prob=0.3),
+}
+WILD_KEYS = ("half_body_prob", "occluder_prob", "occluder_max", "color_prob", "blur_prob", "noise_prob", "jpeg_prob",
+             "flare_prob")
+_PROB_KEYS = ("flip_prob", "rotation_prob", "half_body_prob", "occluder_prob", "color_prob", "blur_prob",
+              "noise_prob", "jpeg_prob", "flare_prob")
+
+
+def resolve_augment(cfg: AugmentConfig) -> AugmentConfig:
+    """Fill every unset value from the preset; values set explicitly win."""
+    if cfg.preset not in PRESETS:
+        close = difflib.get_close_matches(cfg.preset, list(PRESETS), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"augment.preset must be one of {', '.join(PRESETS)}, got {cfg.preset!r}{hint}")
+    preset = PRESETS[cfg.preset]
+    values = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
+    for name in ("rotation_deg", "scale_factor", "flip_prob", "rotation_prob", "distribution") + WILD_KEYS:
+        if values[name] is None:
+            values[name] = getattr(preset, name)
+    if values["distribution"] not in AUG_DISTRIBUTIONS:
+        raise ConfigError(f"augment.distribution must be one of {', '.join(AUG_DISTRIBUTIONS)}, "
+                          f"got {values['distribution']!r}")
+    if values["occluder_max"] < 0 or (values["occluder_prob"] > 0 and values["occluder_max"] < 1):
+        raise ConfigError(f"augment.occluder_max must be >= 1 when augment.occluder_prob > 0, got "
+                          f"{values['occluder_max']}")
+    for name in _PROB_KEYS:
+        if not 0.0 <= values[name] <= 1.0:
+            raise ConfigError(f"augment.{name} must lie in [0, 1], got {values[name]}")
+    if values["rotation_deg"] < 0 or not 0.0 <= values["scale_factor"] < 1.0:
+        raise ConfigError(f"augment.rotation_deg must be >= 0 and augment.scale_factor in [0, 1), got "
+                          f"{values['rotation_deg']}, {values['scale_factor']}")
+    return AugmentConfig(**values)
+
+
+
 def resolve(cfg: Config) -> Config:
     """A validated copy with derived fields filled in; the data root becomes an absolute path."""
-    from train.augment import resolve_augment  # local: augment imports this module
-
     cfg = from_dict(Config, to_dict(cfg))
     m = cfg.model
     _check_choice(m.backbone, BACKBONES, "model.backbone")

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from rehab import datasets
+from rehab import pose_annotations
 from rehab.core.heatmaps import coordinate_stride, encode
 from rehab.core.skeleton import JointSet, convert, get_joint_set
 from rehab.core.transforms import (
@@ -35,7 +35,7 @@ from rehab.core.transforms import (
     keypoints_box,
     letterbox,
 )
-from rehab.datasets import PoseRecord
+from rehab.pose_annotations import PoseRecord
 from train.augment import (
     HALF_BODY_BOX_FACTOR,
     HALF_BODY_MIN_JOINTS,
@@ -116,7 +116,7 @@ class ImageStore:
         return rgb
 
 
-def person_center_scale(record: PoseRecord, image_size: tuple[int, int], settings: CropSettings,
+def record_center_scale(record: PoseRecord, image_size: tuple[int, int], settings: CropSettings,
                         full_image: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Crop box of a record: MPII center/scale, else the person box, else the joints' box with a margin.
 
@@ -237,7 +237,7 @@ class PoseDataset(Dataset):
         image = self.images.read(record)
         s = self.settings
         kp, annotated, visible = self.joints(record)
-        center, scale = person_center_scale(record, (image.shape[1], image.shape[0]), s, self.full_image)
+        center, scale = record_center_scale(record, (image.shape[1], image.shape[0]), s, self.full_image)
         if aug.half_body:
             center, scale = self.half_body_box(kp, annotated, aug.half_body) or (center, scale)
         scale = scale * aug.scale_mult
@@ -362,20 +362,20 @@ def read_source(cfg: Config, src: SourceConfig) -> list[PoseRecord]:
     """The records of one configured source: the slice [start, stop), then ``limit`` evenly spaced entries."""
     path = resolve_path(cfg, src.path)
     if src.kind == "lsp":
-        records = datasets.read_lsp(path, src.split)
+        records = pose_annotations.read_lsp(path, src.split)
     elif src.kind == "lspet":
-        records = datasets.read_lspet(path, src.split)
+        records = pose_annotations.read_lspet(path, src.split)
     elif src.kind == "mpii":
         ann = path / (src.ann_file or "mpii_annotations.json.gz") if path.is_dir() else path
         head_boxes = ann.parent / "detections_our_format.mat"
-        records = datasets.read_mpii(ann, src.split, src.image_dir or "images", cfg.data.mpii_center_shift,
+        records = pose_annotations.read_mpii(ann, src.split, src.image_dir or "images", cfg.data.mpii_center_shift,
                                     head_boxes if src.split == "valid" and head_boxes.is_file() else None)
     elif src.kind == "mpii_json":
         ann = path / src.ann_file if src.ann_file else path
-        records = datasets.read_mpii_json(ann, src.image_dir, cfg.data.mpii_center_shift)
+        records = pose_annotations.read_mpii_json(ann, src.image_dir, cfg.data.mpii_center_shift)
     elif src.kind == "coco":
         ann = path / src.ann_file if src.ann_file else path
-        records = datasets.read_coco(ann, src.image_dir)
+        records = pose_annotations.read_coco(ann, src.image_dir)
     else:
         raise ValueError(f"unknown source kind {src.kind!r}")
     if src.start is not None or src.stop is not None:

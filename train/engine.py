@@ -1,7 +1,7 @@
 """The training loop: data, model, Adam + multistep LR, validation PCK per epoch, checkpoints, resume, DDP.
 
-A run directory holds config.yaml (the resolved config), log.csv (one row per epoch; val_pck and pck_<joint>
-hold the configured eval.val_metric, PCK@0.2 or PCKh@0.5), last.pt and best.pt
+A run directory holds config.yaml (the resolved config), log.csv (one row per epoch; the configured
+eval.val_metric in val_pck and pck_<joint> (PCK@0.2) or val_pckh and pckh_<joint> (PCKh@0.5)), last.pt and best.pt
 (model, optimizer, scheduler, epoch, RNG states, resolved config, best metric) and, when the tensorboard
 package is installed, TensorBoard event files. Resuming loads last.pt and continues with the next epoch;
 samples and shuffling depend only on (seed, epoch), so a resumed run matches an uninterrupted one.
@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from rehab.core.skeleton import get_joint_set
-from rehab.evaluation import pck_torso, pckh_head
+from rehab.accuracy import pck_torso, pckh_head
 from train.config import (
     Config,
     config_from_saved,
@@ -38,8 +38,8 @@ from train.config import (
 )
 from train.dataset import build_eval_dataset, build_train_dataset
 from train.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_from_env
-from rehab.core.metrics import binary_at, roc_auc
-from train.evaluate import autocast_context, predict, predict_presence
+from rehab.core.presence_metrics import binary_at, roc_auc
+from train.predict import autocast_context, predict, predict_presence
 from train.loss import JointsMSELoss, PresenceLoss
 from train.model import build_model
 from train.preprocess import normalize_tensor
@@ -171,7 +171,6 @@ def set_scheduled_lr(optimizer: torch.optim.Optimizer, scheduler, cfg: Config, e
         group["initial_lr"] = base
         group["base_lr"] = base
     scheduler.base_lrs = list(bases)
-    scheduler._last_lr = list(lrs)
 
 
 def _loader(dataset, batch_size: int, shuffle: bool, cfg: Config, info: DistInfo, drop_last: bool) -> tuple[DataLoader, DistributedSampler]:
@@ -191,15 +190,16 @@ def _loader(dataset, batch_size: int, shuffle: bool, cfg: Config, info: DistInfo
 
 
 class CsvLog:
-    """log.csv with one row per epoch; the header is fixed by the first row."""
+    """log.csv with one row per epoch; the header is fixed by the first row. The validation columns are named
+    by the metric they hold (``metric`` pck or pckh): val_pck and pck_<joint>, or val_pckh and pckh_<joint>."""
 
     PRESENCE_FIELDS = ["train_heatmap_loss", "train_presence_loss", "val_presence_bce", "val_presence_acc",
                        "val_presence_recall", "val_presence_specificity", "val_presence_auc"]
 
-    def __init__(self, path: Path, joint_names: tuple[str, ...], presence: bool = False) -> None:
+    def __init__(self, path: Path, joint_names: tuple[str, ...], presence: bool = False, metric: str = "pck") -> None:
         self.path = path
-        self.fields = (["epoch", "lr", "train_loss", "val_loss", "val_pck", "images_per_s", "data_fraction",
-                        "epoch_seconds"] + [f"pck_{j}" for j in joint_names]
+        self.fields = (["epoch", "lr", "train_loss", "val_loss", f"val_{metric}", "images_per_s", "data_fraction",
+                        "epoch_seconds"] + [f"{metric}_{j}" for j in joint_names]
                        + (self.PRESENCE_FIELDS if presence else []))
 
     def append(self, row: dict) -> None:
@@ -436,7 +436,7 @@ def _fit(cfg: Config, run_dir: Path, device: torch.device, info: DistInfo, ckpt:
     loss_fn = JointsMSELoss()
     presence = cfg.model.presence_head
     presence_fn = PresenceLoss() if presence else None
-    log = CsvLog(run_dir / LOG_CSV, joint_set.joints, presence=presence)
+    log = CsvLog(run_dir / LOG_CSV, joint_set.joints, presence=presence, metric=cfg.eval.val_metric)
     if info.is_main and ckpt is not None:
         log.truncate_after(start_epoch)
     tb = _tensorboard(run_dir, cfg.train.tensorboard) if info.is_main else None
@@ -459,7 +459,9 @@ def _fit(cfg: Config, run_dir: Path, device: torch.device, info: DistInfo, ckpt:
                "images_per_s": round(stats.images_per_s, 2),
                "data_fraction": round(stats.data_seconds / max(stats.seconds, 1e-9), 4),
                "epoch_seconds": round(stats.seconds, 1), **stats.loss_parts}
-        metric = -stats.train_loss
+        # What best.pt keeps the best of: the validation metric (%) in an epoch that validates, else -train_loss.
+        selection_score = -stats.train_loss
+        val_key = f"val_{cfg.eval.val_metric}"
         if info.is_main:
             if val_loader is not None and ((epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs):
                 pred = predict(_unwrap(model), val_loader, cfg.model, device, flip_test=False,
@@ -470,9 +472,10 @@ def _fit(cfg: Config, run_dir: Path, device: torch.device, info: DistInfo, ckpt:
                     result = pckh_head(pred, joint_set, cfg.eval.pckh_alpha)
                 else:
                     result = pck_torso(pred, joint_set, cfg.eval.pck_alpha, cfg.eval.limb_joints_only)
-                metric = result.mean
-                row.update({"val_loss": pred.mean_loss, "val_pck": round(result.mean, 3)})
-                row.update({f"pck_{j}": round(float(v), 3) for j, v in zip(joint_set.joints, result.per_joint)})
+                selection_score = result.mean
+                row.update({"val_loss": pred.mean_loss, val_key: round(result.mean, 3)})
+                row.update({f"{cfg.eval.val_metric}_{j}": round(float(v), 3)
+                            for j, v in zip(joint_set.joints, result.per_joint)})
             if presence_loader is not None:
                 row.update(_presence_row(_unwrap(model), presence_loader, cfg, device))
             log.append(row)
@@ -480,14 +483,14 @@ def _fit(cfg: Config, run_dir: Path, device: torch.device, info: DistInfo, ckpt:
                 for key, value in row.items():
                     if key != "epoch" and value != "":
                         tb.add_scalar(key, float(value), epoch + 1)
-            improved = metric > best_metric
-            best_metric = max(best_metric, metric)
+            improved = selection_score > best_metric
+            best_metric = max(best_metric, selection_score)
             save_checkpoint(run_dir / LAST, model, optimizer, scheduler, scaler, epoch, cfg, best_metric)
             if improved:
                 save_checkpoint(run_dir / BEST, model, optimizer, scheduler, scaler, epoch, cfg, best_metric)
-            logger.info("epoch %d/%d: loss %.3e, val PCK %s, %.1f img/s, data %.0f%% of the epoch time",
-                        epoch + 1, cfg.train.epochs, stats.train_loss, row.get("val_pck", "-"), stats.images_per_s,
-                        100 * row["data_fraction"])
+            logger.info("epoch %d/%d: loss %.3e, %s %s, %.1f img/s, data %.0f%% of the epoch time",
+                        epoch + 1, cfg.train.epochs, stats.train_loss, val_key, row.get(val_key, "-"),
+                        stats.images_per_s, 100 * row["data_fraction"])
         barrier(info)
     if tb is not None:
         tb.close()

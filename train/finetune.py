@@ -13,10 +13,10 @@ from pathlib import Path
 
 import torch
 
-from rehab.evaluation import write_json
+from rehab.core.files import write_json
 from train.config import Config, resolve, to_dict
 from train.engine import BEST, LAST, fit, select_device
-from train.evaluate import evaluate_model
+from train.predict import evaluate_model
 from train.model import load_checkpoint
 
 logger = logging.getLogger(__name__)

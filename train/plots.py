@@ -7,11 +7,12 @@ import csv
 import json
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from rehab.datasets import PoseRecord
+from rehab.pose_annotations import PoseRecord
 
 logger = logging.getLogger(__name__)
 
@@ -39,18 +40,25 @@ def read_log(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     return {k: np.array([float(r[k]) if r[k] not in ("", None) else np.nan for r in rows]) for k in rows[0]}
 
 
+def val_column(log: Mapping[str, np.ndarray]) -> str:
+    """The validation column of a log.csv: val_pckh for a run validated with PCKh, else val_pck."""
+    return "val_pckh" if "val_pckh" in log else "val_pck"
+
+
 def plot_pck_over_epochs(log_csv: str | os.PathLike[str], out_png: str | os.PathLike[str], title: str = "") -> Path:
     """One line per joint (validation PCK per epoch) plus the mean in black."""
     plt = _pyplot()
     log = read_log(log_csv)
     epochs = log["epoch"]
     fig, ax = plt.subplots(figsize=(9, 5))
-    for key in sorted(k for k in log if k.startswith("pck_")):
+    column = val_column(log)
+    prefix = column[len("val_"):] + "_"
+    for key in sorted(k for k in log if k.startswith(prefix)):
         if np.isfinite(log[key]).any():
-            ax.plot(epochs, log[key], label=key[len("pck_"):], linewidth=1)
-    ax.plot(epochs, log["val_pck"], color="black", linewidth=2.5, label="mean")
+            ax.plot(epochs, log[key], label=key[len(prefix):], linewidth=1)
+    ax.plot(epochs, log[column], color="black", linewidth=2.5, label="mean")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("PCK (%)")
+    ax.set_ylabel(f"{prefix[:-1].upper()} (%)")
     ax.set_ylim(0, 100)
     ax.set_title(title or f"per-joint PCK over epochs ({Path(log_csv).parent.name})")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))

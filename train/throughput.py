@@ -20,7 +20,7 @@ import typer
 from train.config import data_root, load_config, resolve
 from train.dataset import build_train_dataset
 from train.engine import build_optimizer, select_device
-from train.evaluate import autocast_context
+from train.predict import autocast_context
 from train.loss import JointsMSELoss
 from train.model import build_model
 from train.preprocess import normalize_tensor

@@ -21,7 +21,7 @@ PRECISION_WORDS = {
     "fp16": "half precision (FP16): smaller, for GPUs",
     "int8": "8-bit (INT8): smaller and faster on processors, slightly less accurate",
 }
-# Data set kinds (rehab.datasets) as "<what the photos show> (<name>)".
+# Data set kinds (rehab.pose_annotations) as "<what the photos show> (<name>)".
 DATASET_WORDS = {
     "lsp": "photos of people doing sport (LSP)",
     "lspet": "photos of people doing sport (LSP Extended)",

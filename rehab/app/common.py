@@ -227,9 +227,3 @@ def new_output_dir(settings: AppSettings, kind: str) -> Path:
 def private_temp_dir(settings: AppSettings) -> Path:
     """The data folder's own temporary folder (owner-only), for uploads while they are analysed."""
     return make_private_dir(Path(settings.data_dir) / TEMP_DIR)
-
-
-def format_deg(value: float | None) -> str:
-    if value is None or value != value:  # NaN: an unreliable or absent angle
-        return "–"
-    return f"{value:.0f}°"

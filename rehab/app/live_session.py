@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from rehab import outputs
 from rehab.analysis.reps import ExerciseRep, RangeOfMotion
 from rehab.analysis.summary import summarize
-from rehab.app import outputs
-from rehab.batch import FrameTableWriter, frame_row
+from rehab.outputs import FrameTableWriter, frame_row
 from rehab.runtime.anonymize import pixelate
 from rehab.runtime.video import VideoWriter
 
@@ -96,7 +96,7 @@ class _Recorder:
         self.exercise = exercise
         self.info = dict(info)
         self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        self.writer = VideoWriter(output_dir / outputs.VIDEO_MP4, fps=RECORD_FPS, threads=1)
+        self.writer = VideoWriter(output_dir / outputs.VIDEO_FILE, fps=RECORD_FPS, threads=1)
         # Rows go to disk as they come (a chunk at a time): a long session's memory stays flat.
         self.table = FrameTableWriter(output_dir / outputs.FRAMES_CSV, output_dir / outputs.FRAMES_PARQUET,
                                       float_format=None)
@@ -157,7 +157,7 @@ class _Recorder:
         summary: dict[str, Any] = {
             "started_at": self.started_at, "exercise": self.exercise, "duration_s": duration,
             "frames": self.table.rows_written, "frames_with_pose": self.frames_with_pose,
-            "video": outputs.VIDEO_MP4 if video else None, "video_fps": RECORD_FPS,
+            "video": outputs.VIDEO_FILE if video else None, "video_fps": RECORD_FPS,
             "video_frames": self.writer.frames_written, **self.info,
         }
         if self.exercise is not None:

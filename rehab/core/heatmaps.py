@@ -17,10 +17,10 @@ and a second-order Taylor expansion of its logarithm at the argmax gives the sub
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 
+from rehab.core.transforms import apply_affine, invert_affine
 from rehab.core.validate import as_heatmaps, as_points
 
 DEFAULT_SIGMA = 2.0
@@ -64,26 +64,6 @@ def flip_shift(encoding: str) -> bool:
     """Whether the flip test shifts the mirrored heatmaps one pixel (only the standard encoding needs it)."""
     _check_choice(encoding, ENCODINGS, "heatmap encoding")
     return encoding == "standard"
-
-
-@dataclass(frozen=True)
-class HeatmapSpec:
-    """How a network's heatmaps relate to its input: (w, h) sizes and the stride between them."""
-
-    input_size: tuple[int, int]
-    heatmap_size: tuple[int, int]
-    sigma: float = DEFAULT_SIGMA
-    encoding: str = "standard"
-    decoding: str = "quarter"
-
-    @property
-    def stride(self) -> float:
-        return self.input_size[0] / self.heatmap_size[0]
-
-    @property
-    def coordinate_stride(self) -> np.ndarray:
-        """(sx, sy) of this spec's encoding, for ``encode`` and ``decode``."""
-        return coordinate_stride(self.input_size, self.heatmap_size, self.encoding)
 
 
 def encode(keypoints_px, visible, heatmap_size, stride, sigma: float = DEFAULT_SIGMA) -> tuple[np.ndarray, np.ndarray]:
@@ -156,6 +136,22 @@ def decode(heatmaps, stride=1.0, method: str = "quarter",
     if single:
         return coords[0], scores[0]
     return coords, scores
+
+
+def decode_to_image(heatmaps, image_to_crop, input_size, heatmap_size, encoding: str = "standard",
+                    method: str = "quarter", sigma: float = DEFAULT_SIGMA) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints in image pixels and scores of the heatmaps of crops made by ``image_to_crop`` (the 2x3
+    image->crop affine of each crop): (K, H, W) with (2, 3) gives (K, 2), (K,); (N, K, H, W) with (N, 2, 3)
+    gives (N, K, 2), (N, K). The one way back to the image that training, export and the runtime share."""
+    stride = coordinate_stride(input_size, heatmap_size, encoding)
+    crop_px, scores = decode(heatmaps, stride=stride, method=method, sigma=sigma)
+    matrices = np.asarray(image_to_crop, dtype=np.float64)
+    if matrices.ndim == 2:
+        return apply_affine(crop_px, invert_affine(matrices)), scores
+    if matrices.shape != (len(crop_px), 2, 3):
+        raise ValueError(f"image_to_crop must be one (2, 3) matrix per crop, got {matrices.shape} for "
+                         f"{len(crop_px)} crops")
+    return np.stack([apply_affine(crop_px[i], invert_affine(matrices[i])) for i in range(len(crop_px))]), scores
 
 
 def _peaks(hm: np.ndarray):

@@ -11,9 +11,13 @@ import numpy as np
 from rehab.core.validate import as_points
 
 SCALE_UNIT_PX = 200.0
+# Simple Baselines enlarges a person box by 25% so that limbs at its edge stay inside the crop. Training makes
+# it configurable and export stores the value in the model; this is the default of both and of older models.
+DEFAULT_BOX_PADDING = 1.25
 
 
-def box_to_center_scale(box_xyxy, aspect_ratio: float, padding: float = 1.25) -> tuple[np.ndarray, np.ndarray]:
+def box_to_center_scale(box_xyxy, aspect_ratio: float,
+                        padding: float = DEFAULT_BOX_PADDING) -> tuple[np.ndarray, np.ndarray]:
     """Center and (w, h) scale of a box, widened to ``aspect_ratio`` (w / h) and padded by ``padding``."""
     x1, y1, x2, y2 = (float(v) for v in box_xyxy)
     if not (x2 > x1 and y2 > y1) or not np.isfinite([x1, y1, x2, y2]).all():

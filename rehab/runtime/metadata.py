@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from rehab.core.heatmaps import DECODINGS, ENCODINGS
+from rehab.core.transforms import DEFAULT_BOX_PADDING
 
 KEY_PREFIX = "rehab."
 SCHEMA_VERSION = 1
@@ -31,7 +32,8 @@ _STRIDE_TOLERANCE = 1e-6
 _STRING_FIELDS = ("name", "channel_order", "backbone", "source_sha256", "exported_at", "code_version", "precision",
                   "presence_output", "heatmap_encoding", "heatmap_decoding")
 # Fields added to schema 1 later, with a default: files written before them lack the key and still load.
-_OPTIONAL_FIELDS = ("graph_rewrites", "presence_output", "presence_threshold", "heatmap_encoding", "heatmap_decoding")
+_OPTIONAL_FIELDS = ("graph_rewrites", "presence_output", "presence_threshold", "heatmap_encoding", "heatmap_decoding",
+                    "box_padding")
 # Optional fields written only when set: a model without a presence output carries no presence keys.
 _WRITTEN_WHEN_SET = ("presence_output", "presence_threshold")
 
@@ -51,6 +53,8 @@ class ModelInfo:
     ``presence_threshold`` the probability sigmoid(logit) at or above which a person counts as present.
     ``heatmap_encoding`` / ``heatmap_decoding``: the codec of rehab.core.heatmaps the model was trained with
     (standard | udp) and decodes with (quarter | dark); files without the keys are standard + quarter.
+    ``box_padding``: the factor by which a person box was enlarged into the training crops, and so must be at
+    run time (files without the key were trained with the default).
     """
 
     name: str
@@ -82,6 +86,7 @@ class ModelInfo:
     presence_threshold: float | None = None
     heatmap_encoding: str = "standard"
     heatmap_decoding: str = "quarter"
+    box_padding: float = DEFAULT_BOX_PADDING
 
     def __post_init__(self) -> None:
         k = len(self.joint_names)
@@ -117,6 +122,10 @@ class ModelInfo:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if not (self.sigma > 0 and math.isfinite(self.subpixel_shift)):
             raise ValueError(f"sigma must be positive and subpixel_shift finite, got {self.sigma}, {self.subpixel_shift}")
+        if isinstance(self.box_padding, bool) or not isinstance(self.box_padding, (int, float)) or not (
+                math.isfinite(self.box_padding) and self.box_padding > 0):
+            raise ValueError(f"box_padding must be a positive number, got {self.box_padding!r}")
+        object.__setattr__(self, "box_padding", float(self.box_padding))
         if self.presence_threshold is not None:
             if not self.presence_output:
                 raise ValueError("presence_threshold is set but the model has no presence output")

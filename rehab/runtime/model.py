@@ -18,20 +18,17 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from rehab.core.heatmaps import SUBPIXEL_SHIFT, coordinate_stride, decode, merge_flip
-from rehab.core.transforms import affine_matrix, apply_affine, box_to_center_scale, invert_affine, letterbox
+from rehab.core.heatmaps import SUBPIXEL_SHIFT, decode_to_image, merge_flip
+from rehab.core.transforms import affine_matrix, box_to_center_scale, letterbox
+from rehab.runtime.image import as_bgr_frame, conversion_note
 from rehab.runtime.metadata import PRESENCE_OUTPUT_NAME, ModelInfo, from_metadata_props
 from rehab.runtime.session import ProviderSpec, create_session
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[1] / "models" / "default.onnx"
-# Simple Baselines enlarges a person box by 25% so that limbs at its edge stay inside the crop.
-BOX_PADDING = 1.25
 # Images per ONNX Runtime call in predict_batch: bounds memory, and larger batches gain nothing on a CPU.
 MAX_BATCH = 16
-_IMAGE_EXPECTED = "a uint8 array of shape (H, W, 3) in BGR order (as from cv2.imread or a video frame)"
-_converted_kinds: set[str] = set()
 
 
 class Keypoint(NamedTuple):
@@ -96,33 +93,6 @@ class Pose:
 # preprocess -> infer -> postprocess
 
 
-def _note_once(kind: str, message: str) -> None:
-    if kind not in _converted_kinds:
-        _converted_kinds.add(kind)
-        logger.info(message)
-
-
-def validate_image(image: np.ndarray, name: str = "image") -> np.ndarray:
-    """``image`` as a contiguous uint8 (H, W, 3) BGR array; grayscale is expanded and an alpha channel dropped."""
-    if not isinstance(image, np.ndarray):
-        raise ValueError(f"{name} must be {_IMAGE_EXPECTED}; got {type(image).__name__}")
-    if image.dtype != np.uint8:
-        raise ValueError(f"{name} must be {_IMAGE_EXPECTED}; got dtype {image.dtype} with shape {image.shape}")
-    if image.size == 0:
-        raise ValueError(f"{name} must be {_IMAGE_EXPECTED}; got an empty array of shape {image.shape}")
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim == 2:
-        _note_once("gray", f"{name}: grayscale input converted to BGR by repeating the channel")
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    if image.ndim == 3 and image.shape[2] == 4:
-        _note_once("bgra", f"{name}: 4-channel input treated as BGRA; the alpha channel is dropped")
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"{name} must be {_IMAGE_EXPECTED}; got shape {image.shape}")
-    return np.ascontiguousarray(image)
-
-
 def person_center_scale(image_shape: Sequence[int], bbox_xyxy, info: ModelInfo) -> tuple[np.ndarray, np.ndarray]:
     """Center/scale of the crop for a person box, or of the whole image letterboxed when ``bbox_xyxy`` is None."""
     if bbox_xyxy is None:
@@ -130,15 +100,15 @@ def person_center_scale(image_shape: Sequence[int], bbox_xyxy, info: ModelInfo) 
     box = np.asarray(bbox_xyxy, dtype=np.float64).reshape(-1)
     if box.shape != (4,):
         raise ValueError(f"bbox_xyxy must be 4 numbers (x1, y1, x2, y2) in image pixels, got {bbox_xyxy!r}")
-    return box_to_center_scale(box, aspect_ratio=info.aspect_ratio, padding=BOX_PADDING)
+    return box_to_center_scale(box, aspect_ratio=info.aspect_ratio, padding=info.box_padding)
 
 
 def preprocess(image_bgr: np.ndarray, center, scale, info: ModelInfo) -> tuple[np.ndarray, np.ndarray]:
-    """The network input (1, 3, h, w) float32 for the crop center/scale, and the image->crop affine (2, 3)."""
-    image = validate_image(image_bgr)
+    """The network input (1, 3, h, w) float32 for the crop center/scale, and the image->crop affine (2, 3).
+    ``image_bgr`` is a checked image (rehab.runtime.image.as_bgr_frame; predict checks its input once)."""
     w, h = info.input_size
     affine = affine_matrix(center, scale, 0.0, (w, h))
-    crop = cv2.warpAffine(image, affine, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    crop = cv2.warpAffine(image_bgr, affine, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     if info.channel_order == "RGB":
         crop = crop[:, :, ::-1]
     std = np.asarray(info.std, dtype=np.float32)
@@ -197,9 +167,8 @@ def postprocess(heatmaps: np.ndarray, affine: np.ndarray, info: ModelInfo, prese
     expected = (info.num_joints, info.heatmap_size[1], info.heatmap_size[0])
     if hm.shape != expected:
         raise ValueError(f"heatmaps must have shape {expected} (K, H, W) for this model, got {np.shape(heatmaps)}")
-    stride = coordinate_stride(info.input_size, info.heatmap_size, info.heatmap_encoding)
-    crop_px, scores = decode(hm, stride=stride, method=info.heatmap_decoding, sigma=info.sigma)
-    image_px = apply_affine(crop_px, invert_affine(affine))
+    image_px, scores = decode_to_image(hm, affine, info.input_size, info.heatmap_size, info.heatmap_encoding,
+                                       info.heatmap_decoding, info.sigma)
     return Pose(keypoints_px=image_px, scores=scores, joint_names=info.joint_names, presence=presence)
 
 
@@ -215,6 +184,8 @@ class PoseModel:
         self.info = info
         self.path = path
         self.providers = providers
+        # Conversions of the input (grey, BGRA) already logged by this model: each is said once, not per frame.
+        self._noted: set[str] = set()
         self._check_io()
 
     @classmethod
@@ -275,6 +246,14 @@ class PoseModel:
     def has_presence(self) -> bool:
         return self.info.has_presence
 
+    def _checked(self, image: np.ndarray, name: str) -> np.ndarray:
+        checked = as_bgr_frame(image, name)
+        note = conversion_note(image)
+        if note is not None and note not in self._noted:
+            self._noted.add(note)
+            logger.info("%s: %s", name, note)
+        return checked
+
     def heatmaps(self, batch: np.ndarray, flip_test: bool | None = None) -> np.ndarray:
         """Heatmaps (N, K, H, W) of a preprocessed batch, averaged with the mirrored batch when flip testing."""
         return self.outputs(batch, flip_test, presence=False)[0]
@@ -301,7 +280,7 @@ class PoseModel:
 
         ``flip_test`` None uses the model's default (its metadata); flip testing doubles the cost.
         """
-        image = validate_image(image_bgr)
+        image = self._checked(image_bgr, "image")
         center, scale = person_center_scale(image.shape, bbox_xyxy, self.info)
         tensor, affine = preprocess(image, center, scale, self.info)
         hm, logits = self.outputs(tensor, flip_test)
@@ -319,7 +298,7 @@ class PoseModel:
         for start in range(0, len(images), MAX_BATCH):
             tensors, affines = [], []
             for i in range(start, min(start + MAX_BATCH, len(images))):
-                image = validate_image(images[i], name=f"images[{i}]")
+                image = self._checked(images[i], f"images[{i}]")
                 center, scale = person_center_scale(image.shape, boxes[i], self.info)
                 tensor, affine = preprocess(image, center, scale, self.info)
                 tensors.append(tensor)

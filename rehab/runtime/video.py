@@ -30,6 +30,8 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
+from rehab.runtime.image import as_bgr_frame
+
 logger = logging.getLogger(__name__)
 
 # A file whose header promises more frames than decode is cut short; a few frames of slack allow for
@@ -64,24 +66,6 @@ class VideoError(Exception):
 
 class VideoNotFoundError(VideoError, FileNotFoundError):
     pass
-
-
-def as_bgr_frame(frame, name: str = "frame") -> np.ndarray:
-    """A uint8 (H, W, 3) BGR view or converted copy of ``frame``; grey (H, W) / (H, W, 1) and BGRA accepted."""
-    if not isinstance(frame, np.ndarray):
-        raise ValueError(f"{name} must be a numpy array of shape (H, W, 3) uint8 BGR, got {type(frame).__name__}")
-    if frame.dtype != np.uint8:
-        raise ValueError(f"{name} must have dtype uint8 (8-bit BGR, shape (H, W, 3)), got {frame.dtype} with shape "
-                         f"{frame.shape}; convert e.g. with np.clip(x * 255, 0, 255).astype(np.uint8)")
-    if frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] not in (1, 3, 4)):
-        raise ValueError(f"{name} must have shape (H, W, 3) BGR (or (H, W) grey, (H, W, 4) BGRA), got {frame.shape}")
-    if frame.shape[0] == 0 or frame.shape[1] == 0:
-        raise ValueError(f"{name} is empty: shape {frame.shape}, expected (H, W, 3) with H, W > 0")
-    if frame.ndim == 2 or frame.shape[2] == 1:
-        return cv2.cvtColor(np.ascontiguousarray(frame.reshape(frame.shape[:2])), cv2.COLOR_GRAY2BGR)
-    if frame.shape[2] == 4:
-        return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_BGRA2BGR)
-    return np.ascontiguousarray(frame)
 
 
 def rotate_upright(frame: np.ndarray, rotation_deg: float) -> np.ndarray:

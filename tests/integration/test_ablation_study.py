@@ -11,7 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import train.evaluate
+import train.predict
 from train.cli import app
 from train.config import config_from_saved, to_dict
 from train.engine import fit
@@ -54,13 +54,13 @@ def tiny_ablation(tmp_path_factory, shared_dir, require_data):
 
 def test_resume_on_a_cpu_without_bf16_warns_falls_back_and_reports_on_held_out_images(
         tiny_ablation, shared_dir, monkeypatch, caplog):
-    monkeypatch.setattr(train.evaluate, "cpu_has_native_bf16", lambda: False)
-    train.evaluate._bf16_usable.cache_clear()
+    monkeypatch.setattr(train.predict, "cpu_has_native_bf16", lambda: False)
+    train.predict._bf16_usable.cache_clear()
     try:
         with caplog.at_level(logging.WARNING):
             result = runner.invoke(app, _args(shared_dir, tiny_ablation))
     finally:
-        train.evaluate._bf16_usable.cache_clear()
+        train.predict._bf16_usable.cache_clear()
     assert result.exit_code == 0, result.output
     assert any("no native bf16" in r.getMessage() for r in caplog.records)
     log = (tiny_ablation / "arms/udp_dark/log.csv").read_text().splitlines()
@@ -90,12 +90,12 @@ def test_a_rerun_with_another_budget_is_refused(tiny_ablation, shared_dir):
 def test_an_evaluate_only_arm_scores_the_baselines_model_with_dark_decoding(tiny_ablation, shared_dir, monkeypatch):
     args = _args(shared_dir, tiny_ablation, arm="dark_decode")
     # The baseline was scored in fp32 above; the same precision here, so only the decoding differs.
-    monkeypatch.setattr(train.evaluate, "cpu_has_native_bf16", lambda: False)
-    train.evaluate._bf16_usable.cache_clear()
+    monkeypatch.setattr(train.predict, "cpu_has_native_bf16", lambda: False)
+    train.predict._bf16_usable.cache_clear()
     try:
         result = runner.invoke(app, args)
     finally:
-        train.evaluate._bf16_usable.cache_clear()
+        train.predict._bf16_usable.cache_clear()
     assert result.exit_code == 0, result.output
     arm = json.loads((tiny_ablation / "arms/dark_decode/arm.json").read_text())
     base = json.loads((tiny_ablation / "arms/baseline/arm.json").read_text())

@@ -9,7 +9,7 @@ import pytest
 from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 
-from rehab.store import Repetition, SessionRecord, Store
+from rehab.store import SessionRecord, Store, StoredRepetition
 
 MAIN = str(Path(__file__).resolve().parents[2] / "rehab" / "app" / "main.py")
 TIMEOUT_S = 60
@@ -36,7 +36,7 @@ def _history(data: Path) -> AppTest:
 
 
 def _session(pseudonym: str, started: str, spans: tuple[float, ...], exercise: str = "squat") -> SessionRecord:
-    reps = tuple(Repetition(number=i + 1, rom_min_deg=5.0, rom_max_deg=5.0 + s, start_s=2.0 * i, end_s=2.0 * i + 1.5)
+    reps = tuple(StoredRepetition(number=i + 1, rom_min_deg=5.0, rom_max_deg=5.0 + s, start_s=2.0 * i, end_s=2.0 * i + 1.5)
                  for i, s in enumerate(spans))
     return SessionRecord(pseudonym=pseudonym, exercise=exercise, started_at=started, duration_s=20.0, frames=600,
                          frames_with_pose=590, repetitions=reps, source="test", summary={"count": len(reps)})

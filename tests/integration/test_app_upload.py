@@ -11,7 +11,7 @@ import pytest
 from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 
-from rehab.batch import OUTPUT_FILES
+from rehab.outputs import OUTPUT_FILES
 from rehab.store import Store
 from tests.e2e.browser_support import write_tiny_pose_model
 

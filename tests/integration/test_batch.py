@@ -19,17 +19,11 @@ import pandas as pd
 import pytest
 
 from rehab.analysis.exercises import get_exercise
-from rehab.batch import (
-    DONE_FILE,
-    OUTPUT_FILES,
-    STAGING_DIR,
-    BatchError,
-    BatchOptions,
-    check_complete,
-    run_batch,
-)
+from rehab.batch import BatchError, run_batch
 from rehab.batch_cli import format_table
 from rehab.core.skeleton import LSP14
+from rehab.outputs import DONE_FILE, OUTPUT_FILES, STAGING_DIR, check_complete
+from rehab.video_job import BatchOptions
 from tests.synthetic_clips import ClipSpec, write_clip
 
 pytest.importorskip("onnx")

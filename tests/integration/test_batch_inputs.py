@@ -11,19 +11,11 @@ import math
 import numpy as np
 import pytest
 
-from rehab.batch import (
-    DONE_FILE,
-    DONE_SCHEMA,
-    BatchOptions,
-    OutputFolderError,
-    angle_statistics,
-    check_complete,
-    check_output_target,
-    discover_videos,
-    expected_frames,
-    sha256_file,
-)
+from rehab.analysis.summary import angle_statistics
+from rehab.batch_inputs import discover_videos
+from rehab.outputs import DONE_FILE, DONE_SCHEMA, check_complete, sha256_file
 from rehab.report import angle_families, decimate
+from rehab.video_job import BatchOptions, OutputFolderError, check_output_target, expected_frames
 
 
 def touch(path, data: bytes = b"x"):
@@ -75,11 +67,11 @@ def test_expected_frames():
 
 def test_angle_statistics_ignore_unmeasured_frames():
     stats = angle_statistics(np.array([10.0, math.nan, 30.0, 20.0]))
-    assert stats["frames_measured"] == 3 and stats["measured_fraction"] == 0.75
-    assert (stats["min_deg"], stats["median_deg"], stats["max_deg"], stats["mean_deg"]) == (10.0, 20.0, 30.0, 20.0)
-    assert stats["range_deg"] == 20.0
+    assert stats.frames_measured == 3 and stats.measured_fraction == 0.75
+    assert (stats.min_deg, stats.median_deg, stats.max_deg, stats.mean_deg) == (10.0, 20.0, 30.0, 20.0)
+    assert stats.range_deg == 20.0
     none = angle_statistics(np.array([math.nan, math.nan]))
-    assert none["frames_measured"] == 0 and math.isnan(none["mean_deg"])
+    assert none.frames_measured == 0 and math.isnan(none.mean_deg)
 
 
 def write_done(folder, fingerprint, files):

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from rehab.batch import FRAMES_CSV, SUMMARY_JSON, BatchOptions, Cancelled, process_video
+from rehab.outputs import FRAMES_CSV, SUMMARY_JSON
 from rehab.runtime.video import PREFETCH_THREAD_NAME, VideoError
+from rehab.video_job import BatchOptions, Cancelled, process_video
 from tests.synthetic_clips import ClipSpec, write_clip
 
 pytest.importorskip("onnx")

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rehab.batch import DONE_FILE, STAGING_DIR, check_complete
+from rehab.outputs import DONE_FILE, STAGING_DIR, check_complete
 from rehab.runtime.model import DEFAULT_MODEL_PATH
 from tests.synthetic_clips import ClipSpec, write_clip
 from tests.ray_cluster import CLIENT_ENV, REPO, RayCluster, can_hide_folders, free_port, not_ray_server

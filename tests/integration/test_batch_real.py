@@ -19,8 +19,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rehab.batch import OUTPUT_FILES, BatchOptions, check_complete, run_batch
+from rehab.batch import run_batch
+from rehab.outputs import OUTPUT_FILES, check_complete
 from rehab.runtime.model import DEFAULT_MODEL_PATH
+from rehab.video_job import BatchOptions
 
 CLIPS = {
     # name: (codec, fps, displayed width, height)

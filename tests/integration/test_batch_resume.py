@@ -19,7 +19,8 @@ import av
 import pandas as pd
 import pytest
 
-from rehab.batch import DONE_FILE, LOCK_FILE, STAGING_DIR, check_complete
+from rehab.batch import LOCK_FILE
+from rehab.outputs import DONE_FILE, STAGING_DIR, check_complete
 from tests.synthetic_clips import ClipSpec, write_clip
 
 pytest.importorskip("onnx")

@@ -9,7 +9,7 @@ import pytest
 
 from rehab.core.skeleton import LSP14, MPII16
 from train.dataset import CropSettings, PoseDataset
-from rehab.datasets import read_coco, read_lsp, read_lspet, read_mpii, read_mpii_json
+from rehab.pose_annotations import read_coco, read_lsp, read_lspet, read_mpii, read_mpii_json
 
 SETTINGS = CropSettings((128, 128), (32, 32), 2.0, box_margin=0.15, box_padding=1.25)
 

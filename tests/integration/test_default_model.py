@@ -13,7 +13,7 @@ import pytest
 import rehab
 from rehab.core.metrics import lsp_torso_size, pck
 from rehab.core.skeleton import LSP14
-from rehab.datasets import read_lsp
+from rehab.pose_annotations import read_lsp
 from rehab.runtime.video import read_frames
 
 # 50 of LSP test's 1000 images, spread evenly (im1001, im1021, ...).

@@ -23,7 +23,8 @@ from typer.testing import CliRunner  # noqa: E402
 
 import rehab  # noqa: E402
 from export.cli import app  # noqa: E402
-from export.describe import info_from_config, sha256_file  # noqa: E402
+from export.describe import info_from_config  # noqa: E402
+from rehab.core.files import sha256_file  # noqa: E402
 from export.exporter import DriftError, ExportOptions, export_model, variant_path  # noqa: E402
 from export.verify import FP32_HEATMAP_TOLERANCE  # noqa: E402
 from rehab.core.skeleton import LSP14  # noqa: E402

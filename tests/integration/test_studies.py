@@ -21,7 +21,7 @@ from train.cli import app
 from train.config import SourceConfig, config_from_saved, resolve, to_dict
 from train.dataset import build_source_dataset
 from train.engine import fit
-from train.evaluate import evaluate_model, predict
+from train.predict import evaluate_model, predict
 from train.model import load_checkpoint
 from train.studies import stats, study_config_from_cli
 from train.studies.config import plan_arms, resolve_domains

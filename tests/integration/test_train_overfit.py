@@ -17,7 +17,7 @@ def test_short_run_overfits_64_lsp_images(shared_dir, require_data, tmp_path, re
     torch = pytest.importorskip("torch", reason="training needs the [train] extra")
     from train.config import data_root, load_config, resolve
     from train.engine import fit, seed_everything
-    from train.evaluate import evaluate_model
+    from train.predict import evaluate_model
     from train.model import build_model
     from train.plots import read_log
 

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from rehab.evaluation import describe_images, format_report, select_numbered
+from rehab.accuracy import describe_images, format_report, select_numbered
 
 
 def test_describe_images_names_ranges_subsets_and_several_datasets():

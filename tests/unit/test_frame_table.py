@@ -1,4 +1,4 @@
-"""The streamed frames table (rehab.batch.FrameTableWriter): same files as writing all rows at once, memory
+"""The streamed frames table (rehab.outputs.FrameTableWriter): same files as writing all rows at once, memory
 bounded by one chunk however many rows; file names kept as data; the worker cap."""
 
 from __future__ import annotations
@@ -11,22 +11,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rehab.batch import (
+from rehab.batch import capped_workers, usable_cpus
+from rehab.core.skeleton import LSP14
+from rehab.outputs import (
     CSV_FLOAT_FORMAT,
     MAX_FILE_NAME_CHARS,
     FrameTableWriter,
-    capped_workers,
     clean_file_name,
     frame_columns,
-    usable_cpus,
 )
-from rehab.core.skeleton import LSP14
 
 ANGLES = ("left_knee_flexion", "right_knee_flexion", "left_elbow_flexion")
 
 
 def _row(i: int, rng: np.random.Generator) -> dict:
-    """A frame row shaped like rehab.batch.frame_row's: 14 joints, some frames without a person."""
+    """A frame row shaped like rehab.outputs.frame_row's: 14 joints, some frames without a person."""
     found = i % 7 != 3
     row = {"frame": i, "source_frame": 2 * i, "time_s": i / 30.0, "person_found": found,
            "anonymization": "head" if found else "whole frame: no person", "repetitions": i // 40}

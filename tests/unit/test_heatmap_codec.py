@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from rehab.core import heatmaps
+from rehab.core.heatmaps import coordinate_stride, decode_to_image, encode
 from rehab.core.skeleton import get_joint_set
 
 INPUT, HEATMAP, SIGMA = (192, 256), (48, 64), 2.0
@@ -90,3 +91,21 @@ def test_codec_rejects_unknown_modes_and_bad_strides():
         heatmaps.encode(np.zeros((1, 2)), np.ones(1), (8, 8), 0.0)
     with pytest.raises(ValueError, match="at least 2x2"):
         heatmaps.coordinate_stride((4, 4), (1, 1), "udp")
+
+
+def test_decode_to_image_maps_crops_back_one_by_one_or_as_a_batch():
+    """Keypoints encoded in two crops come back at their image positions through each crop's affine."""
+    rng = np.random.default_rng(7)
+    input_size, heatmap_size = (64, 64), (16, 16)
+    image_px = rng.uniform(50, 120, (2, 5, 2))  # inside both crops
+    affines = np.array([[[0.5, 0.0, -10.0], [0.0, 0.5, -5.0]], [[0.4, 0.0, -8.0], [0.0, 0.4, -12.0]]])
+    heatmaps = np.stack([encode(image_px[i] @ affines[i][:, :2].T + affines[i][:, 2], np.ones(5), heatmap_size,
+                                coordinate_stride(input_size, heatmap_size))[0] for i in range(2)])
+    batch_px, batch_scores = decode_to_image(heatmaps, affines, input_size, heatmap_size)
+    one_px, one_scores = decode_to_image(heatmaps[1], affines[1], input_size, heatmap_size)
+    assert batch_px.shape == (2, 5, 2) and np.array_equal(batch_px[1], one_px)
+    assert np.array_equal(batch_scores[1], one_scores)
+    # A quarter-pixel decoder on a stride-4 heatmap: within 2 heatmap pixels' worth in the crop, scaled back.
+    assert np.abs(batch_px - image_px).max() < 4.0 / 0.4
+    with pytest.raises(ValueError, match="one \\(2, 3\\) matrix per crop"):
+        decode_to_image(heatmaps, affines[:1], input_size, heatmap_size)

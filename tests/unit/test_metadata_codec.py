@@ -7,13 +7,14 @@ import pytest
 
 from rehab.core.heatmaps import coordinate_stride, encode
 from rehab.core.skeleton import LSP14
+from rehab.core.transforms import DEFAULT_BOX_PADDING, SCALE_UNIT_PX
 from rehab.runtime.metadata import (
     KEY_PREFIX,
     ModelInfo,
     from_metadata_props,
     to_metadata_props,
 )
-from rehab.runtime.model import postprocess
+from rehab.runtime.model import person_center_scale, postprocess
 
 INPUT, HEATMAP = (192, 192), (48, 48)
 
@@ -62,3 +63,19 @@ def test_export_writes_the_training_configs_codec_into_the_metadata():
     cfg.model.heatmap_encoding, cfg.model.heatmap_decoding = "udp", "dark"
     info = info_from_config(resolve(cfg))
     assert (info.heatmap_encoding, info.heatmap_decoding, info.flip_shift) == ("udp", "dark", False)
+
+
+def test_box_padding_travels_in_the_metadata_and_sizes_the_crop():
+    """Training's box padding is stored by export and used by the runtime; older files get the default."""
+    padded = _info(box_padding=1.5)
+    props = to_metadata_props(padded)
+    assert from_metadata_props(props).box_padding == 1.5
+    old = {k: v for k, v in props.items() if k != KEY_PREFIX + "box_padding"}
+    assert from_metadata_props(old).box_padding == DEFAULT_BOX_PADDING == 1.25
+    box = (100.0, 50.0, 200.0, 250.0)  # 100 x 200 px, the model's aspect ratio 1: widened to 200 x 200
+    _, scale_default = person_center_scale((480, 640, 3), box, _info())
+    _, scale_padded = person_center_scale((480, 640, 3), box, padded)
+    assert np.allclose(scale_default * SCALE_UNIT_PX, [250.0, 250.0])
+    assert np.allclose(scale_padded * SCALE_UNIT_PX, [300.0, 300.0])
+    with pytest.raises(ValueError, match="box_padding must be a positive number"):
+        _info(box_padding=0.0)

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from export.model_card import END, START, merge, plot_curves, render
-from rehab.datasets import read_lsp
-from rehab.evaluation import evaluate_pose_model
+from rehab.pose_annotations import read_lsp
+from rehab.accuracy import evaluate_pose_model
 from rehab.runtime.model import PoseModel
 
 FIELDS = ["epoch", "lr", "train_loss", "val_loss", "val_pck", "images_per_s", "data_fraction", "epoch_seconds"]

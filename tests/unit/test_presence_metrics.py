@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rehab.core.metrics import binary_at, roc_auc, threshold_for_recall
+from rehab.core.presence_metrics import binary_at, roc_auc, threshold_for_recall
 from rehab.runtime.model import Pose, presence_probability
 
 

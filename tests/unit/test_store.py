@@ -7,11 +7,11 @@ import sqlite3
 
 import pytest
 
-from rehab.store import SCHEMA_VERSION, Repetition, SessionRecord, Store, StoreError
+from rehab.store import SCHEMA_VERSION, SessionRecord, Store, StoreError, StoredRepetition
 
 
 def _record(pseudonym="P-001", started="2026-11-01T10:00:00+00:00", spans=(40.0, 55.0), exercise="squat"):
-    reps = tuple(Repetition(number=i + 1, rom_min_deg=10.0, rom_max_deg=10.0 + s, start_s=i * 3.0, end_s=i * 3.0 + 2)
+    reps = tuple(StoredRepetition(number=i + 1, rom_min_deg=10.0, rom_max_deg=10.0 + s, start_s=i * 3.0, end_s=i * 3.0 + 2)
                  for i, s in enumerate(spans))
     return SessionRecord(pseudonym=pseudonym, exercise=exercise, started_at=started, duration_s=30.0, frames=900,
                          frames_with_pose=880, repetitions=reps, summary={"repetitions": len(reps)})

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from train.augment import draw, resolve_augment
-from train.config import AugmentConfig
+from train.augment import draw
+from train.config import AugmentConfig, resolve_augment
 from train.loss import JointsMSELoss
 
 

@@ -8,15 +8,14 @@ import numpy as np
 import pytest
 
 from rehab.core.skeleton import LSP14
-from rehab.datasets import PoseRecord
+from rehab.pose_annotations import PoseRecord
 from train.augment import (
     AugmentDraw,
     draw,
     paste_occluders,
     photometric,
-    resolve_augment,
 )
-from train.config import AugmentConfig, ConfigError
+from train.config import AugmentConfig, ConfigError, resolve_augment
 from train.dataset import CropSettings, PoseDataset
 
 SETTINGS = CropSettings(input_size=(64, 64), heatmap_size=(16, 16), sigma=1.0, box_margin=0.15, box_padding=1.0)

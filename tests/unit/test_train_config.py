@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from train.augment import PRESETS
-from train.config import Config, ConfigError, load_config, resolve, scale_milestones
+from train.config import PRESETS, Config, ConfigError, load_config, resolve, scale_milestones
 
 
 def test_defaults_resolve_to_the_default_model():

@@ -11,7 +11,7 @@ from rehab.core.heatmaps import decode
 from rehab.core.skeleton import LSP14, MPII16
 from train.augment import AugmentDraw
 from train.dataset import CropSettings, MixedDataset, PoseDataset
-from rehab.datasets import PoseRecord
+from rehab.pose_annotations import PoseRecord
 
 IMG_W, IMG_H = 120, 200
 SETTINGS = CropSettings(input_size=(64, 64), heatmap_size=(16, 16), sigma=1.0, box_margin=0.15, box_padding=1.0)
@@ -93,8 +93,7 @@ def test_mapping_into_another_joint_set_zeroes_missing_joints(tmp_path):
 
 
 def test_augmentation_is_a_function_of_seed_epoch_index(tmp_path):
-    from train.augment import resolve_augment
-    from train.config import AugmentConfig
+    from train.config import AugmentConfig, resolve_augment
 
     ds = PoseDataset([_record(tmp_path, _joints())], LSP14, SETTINGS, augment=resolve_augment(AugmentConfig()),
                      seed=5)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from rehab.core.skeleton import LSP14
-from rehab.evaluation import Predictions, angle_errors, head_sizes, pck_torso, pckh_head
-from train.evaluate import parse_source
+from rehab.accuracy import Predictions, angle_errors, head_sizes, pck_torso, pckh_head
+from train.predict import parse_source
 
 
 def _standing() -> np.ndarray:

@@ -12,9 +12,8 @@ torch = pytest.importorskip("torch")
 
 from rehab.core.skeleton import LSP14  # noqa: E402
 from rehab.core.transforms import apply_affine  # noqa: E402
-from rehab.datasets import PoseRecord  # noqa: E402
-from train.augment import resolve_augment  # noqa: E402
-from train.config import AugmentConfig, Config, ConfigError, SourceConfig, resolve  # noqa: E402
+from rehab.pose_annotations import PoseRecord  # noqa: E402
+from train.config import AugmentConfig, Config, ConfigError, SourceConfig, resolve, resolve_augment  # noqa: E402
 from train.dataset import CropSettings, PoseDataset  # noqa: E402
 from train.engine import build_optimizer, build_scheduler, load_weights, set_scheduled_lr  # noqa: E402
 from train.loss import PresenceLoss  # noqa: E402

@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 
 from train.config import Config, resolve  # noqa: E402
 from train.engine import build_optimizer, build_scheduler, scheduled_lr, set_scheduled_lr  # noqa: E402
-from train.evaluate import autocast_context, cpu_has_native_bf16  # noqa: E402
+from train.predict import autocast_context, cpu_has_native_bf16  # noqa: E402
 
 
 def _cfg(epochs: int, milestones: list[int], base: int) -> Config:
@@ -111,3 +111,19 @@ def test_an_unknown_schedule_is_refused_naming_the_choices():
     cfg.optim.lr_schedule = "one_cycle"
     with pytest.raises(ConfigError, match="optim.lr_schedule must be one of multistep, cosine"):
         resolve(cfg)
+
+
+def test_log_columns_are_named_by_the_validation_metric(tmp_path):
+    """A run validated with PCKh logs val_pckh and pckh_<joint>, never PCKh under a PCK name."""
+    from train.engine import CsvLog
+    from train.plots import read_log, val_column
+
+    for metric in ("pck", "pckh"):
+        path = tmp_path / f"{metric}.csv"
+        CsvLog(path, ("left_knee",), metric=metric).append({"epoch": 1, f"val_{metric}": 50.0,
+                                                             f"{metric}_left_knee": 40.0})
+        header = path.read_text().splitlines()[0].split(",")
+        assert f"val_{metric}" in header and f"{metric}_left_knee" in header
+        assert ("val_pck" in header) == (metric == "pck")
+        log = read_log(path)
+        assert val_column(log) == f"val_{metric}" and log[val_column(log)][0] == 50.0

@@ -11,13 +11,13 @@ import av
 import numpy as np
 import pytest
 
+from rehab.runtime.image import as_bgr_frame
 from rehab.runtime.video import (
     PREFETCH_THREAD_NAME,
     VideoError,
     VideoNotFoundError,
     VideoReader,
     VideoWriter,
-    as_bgr_frame,
     prefetch,
     probe_video,
     read_frames,

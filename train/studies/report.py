@@ -1,6 +1,6 @@
 """The study report (no torch): numbers from the arms' saved predictions, then JSON, markdown and figures.
 
-Every number comes from predictions_<role>.npz in the arm folders through rehab.evaluation (the same PCK and
+Every number comes from predictions_<role>.npz in the arm folders through rehab.accuracy (the same PCK and
 PCKh code as training and the runtime), so the report can be rebuilt at any time without the models.
 """
 
@@ -17,7 +17,8 @@ import numpy as np
 
 from rehab.core.metrics import PCKResult
 from rehab.core.skeleton import JointSet, get_joint_set
-from rehab.evaluation import Predictions, pck_torso, pckh_head, write_json
+from rehab.accuracy import Predictions, pck_torso, pckh_head
+from rehab.core.files import write_json
 from train.studies import stats
 
 logger = logging.getLogger(__name__)
@@ -372,7 +373,7 @@ def plot_per_joint(rep: dict, role: str, path: Path) -> str:
 
 def plot_curves(rep: dict, out_dir: Path, path: Path) -> str | None:
     """Validation score (the per-epoch target subset) against training images seen, one line per arm."""
-    from train.plots import read_log
+    from train.plots import read_log, val_column
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -382,10 +383,11 @@ def plot_curves(rep: dict, out_dir: Path, path: Path) -> str | None:
         if not log_path.is_file() or not a["training"]:
             continue
         log = read_log(log_path)
-        if "val_pck" not in log or not np.isfinite(log["val_pck"]).any():
+        column = val_column(log)
+        if column not in log or not np.isfinite(log[column]).any():
             continue
         images = log["epoch"] * a["training"]["images_seen"] / max(a["training"]["epochs"], 1)
-        ax.plot(images, log["val_pck"], marker="o", label=a["run_id"])
+        ax.plot(images, log[column], marker="o", label=a["run_id"])
         drawn = True
     if not drawn:
         plt.close(fig)

@@ -24,11 +24,12 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from rehab.evaluation import Predictions, write_json
+from rehab.accuracy import Predictions
+from rehab.core.files import write_json
 from train.config import Config, SourceConfig, apply_overrides, config_from_saved, resolve, to_dict
 from train.dataset import build_source_dataset
 from train.engine import CONFIG_YAML, LAST, LOG_CSV, fit, select_device
-from train.evaluate import predict
+from train.predict import predict
 from train.model import load_checkpoint
 from train.studies.config import ArmPlan
 

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from rehab.evaluation import write_json
+from rehab.core.files import write_json
 from train.config import ConfigError, resolve
 from train.studies.config import (
     ArmPlan,

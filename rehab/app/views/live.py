@@ -19,7 +19,7 @@ from streamlit_webrtc import WebRtcMode, webrtc_streamer
 from rehab.analysis.exercises import EXERCISES
 from rehab.app import common
 from rehab.app.live_session import LiveSession, LiveSnapshot, RecordingResult
-from rehab.app.outputs import store_repetitions
+from rehab.outputs import store_repetitions
 from rehab.pipeline import Pipeline
 from rehab.store import SessionRecord, StoreError
 

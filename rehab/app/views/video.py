@@ -13,7 +13,8 @@ import streamlit as st
 
 from rehab.analysis.exercises import EXERCISES
 from rehab.app import common
-from rehab.batch import (
+from rehab.batch_inputs import VIDEO_SUFFIXES
+from rehab.outputs import (
     FRAMES_CSV,
     FRAMES_PARQUET,
     REPORT_HTML,
@@ -21,14 +22,15 @@ from rehab.batch import (
     STAGING_DIR,
     SUMMARY_JSON,
     VIDEO_FILE,
-    VIDEO_SUFFIXES,
+)
+from rehab.runtime.video import VideoError
+from rehab.store import SessionRecord, StoredRepetition, StoreError, now_iso
+from rehab.video_job import (
     BatchOptions,
     OutputFolderError,
     describe_error,
     process_video,
 )
-from rehab.runtime.video import VideoError
-from rehab.store import Repetition, SessionRecord, StoreError, now_iso
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +51,11 @@ class UploadResult:
     filed_as: str | None = None  # pseudonym under which the session went into the history
 
 
-def _repetitions(summary: dict) -> tuple[Repetition, ...]:
+def _repetitions(summary: dict) -> tuple[StoredRepetition, ...]:
     """The batch summary's repetition rows in the history database's form."""
-    return tuple(Repetition(number=int(r["number"]), side=str(r.get("side", "")), rom_min_deg=_num(r.get("min_deg")),
-                            rom_max_deg=_num(r.get("max_deg")), start_s=_num(r.get("start_s")),
-                            end_s=_num(r.get("end_s")))
+    return tuple(StoredRepetition(number=int(r["number"]), side=str(r.get("side", "")),
+                                  rom_min_deg=_num(r.get("min_deg")), rom_max_deg=_num(r.get("max_deg")),
+                                  start_s=_num(r.get("start_s")), end_s=_num(r.get("end_s")))
                  for r in summary.get("repetitions") or [])
 
 

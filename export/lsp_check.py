@@ -17,13 +17,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from rehab.core.metrics import PCKResult, lsp_torso_size, pck
-from rehab.core.skeleton import LIMB_JOINTS, LSP14, convert, joint_set_from_names
+from rehab.core.skeleton import LSP14, convert, joint_set_from_names
+from rehab.accuracy import Predictions, pck_torso
 from rehab.runtime.metadata import ModelInfo
 from rehab.runtime.model import MAX_BATCH, PoseModel, person_center_scale, preprocess
 from train.config import Config, SourceConfig, default_shared_dir
 from train.dataset import read_source
-from rehab.datasets import PoseRecord
+from rehab.pose_annotations import PoseRecord
 
 logger = logging.getLogger(__name__)
 
@@ -111,9 +111,10 @@ def lsp_pck(model: PoseModel, records: list[PoseRecord], flip_test: bool = False
         preds.extend(p.keypoints_px for p in poses)
     model_joints = joint_set_from_names(model.info.joint_names)
     pred_lsp, _ = convert(np.stack(preds), np.ones((len(preds), model_joints.num_joints), bool), model_joints, LSP14)
-    gt = np.stack([r.joints_px for r in records])
-    annotated = np.stack([r.annotated for r in records])
-    torso = lsp_torso_size(gt, LSP14.index("left_shoulder"), LSP14.index("right_hip"))
-    exclude = [i for i, name in enumerate(LSP14.joints) if name not in LIMB_JOINTS]
-    result: PCKResult = pck(pred_lsp, gt, annotated, torso, alpha=PCK_ALPHA, exclude=exclude)
+    scored = Predictions(keypoints_px=pred_lsp, scores=np.ones(pred_lsp.shape[:2], np.float32),
+                         gt_px=np.stack([r.joints_px for r in records]),
+                         annotated=np.stack([r.annotated for r in records]),
+                         head_box_xyxy=np.full((len(records), 4), np.nan), joint_names=LSP14.joints)
+    # The one PCK@0.2 of rehab.accuracy: what `rehab evaluate` and training's evaluation report too.
+    result = pck_torso(scored, LSP14, alpha=PCK_ALPHA, limb_joints_only=True)
     return PCKSummary(pck=float(result.mean), images=len(records), flip_test=flip_test)

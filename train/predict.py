@@ -16,10 +16,9 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from rehab.core.heatmaps import coordinate_stride, decode, flip_shift, merge_flip
+from rehab.core.heatmaps import decode_to_image, flip_shift, merge_flip
 from rehab.core.skeleton import get_joint_set
-from rehab.core.transforms import apply_affine, invert_affine
-from rehab.evaluation import EvalReport, Predictions, describe_images, report
+from rehab.accuracy import EvalReport, Predictions, describe_images, report
 from train.config import Config, ModelConfig
 from train.preprocess import normalize_tensor
 
@@ -62,7 +61,6 @@ def predict(model: torch.nn.Module, loader: DataLoader, model_cfg: ModelConfig, 
     was_training = model.training
     model.eval()
     joint_set = get_joint_set(model_cfg.joint_set)
-    stride = coordinate_stride(model_cfg.input_size, model_cfg.heatmap_size, model_cfg.heatmap_encoding)
     shift = flip_shift(model_cfg.heatmap_encoding)
     out_kp, out_scores, out_gt, out_ann, out_head = [], [], [], [], []
     losses = []
@@ -80,9 +78,9 @@ def predict(model: torch.nn.Module, loader: DataLoader, model_cfg: ModelConfig, 
         hm = heatmaps.cpu().numpy()
         if flip_test:
             hm = merge_flip(hm, flipped.float().cpu().numpy(), joint_set.flip_permutation, shift=shift)
-        kp_crop, scores = decode(hm, stride=stride, method=model_cfg.heatmap_decoding, sigma=model_cfg.sigma)
-        matrices = batch["meta"]["matrix"].numpy()
-        kp_img = np.stack([apply_affine(kp_crop[i], invert_affine(matrices[i])) for i in range(len(kp_crop))])
+        kp_img, scores = decode_to_image(hm, batch["meta"]["matrix"].numpy(), model_cfg.input_size,
+                                         model_cfg.heatmap_size, model_cfg.heatmap_encoding,
+                                         model_cfg.heatmap_decoding, model_cfg.sigma)
         out_kp.append(kp_img)
         out_scores.append(scores)
         out_gt.append(batch["meta"]["joints_px"].numpy())

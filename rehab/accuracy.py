@@ -2,18 +2,15 @@
 
 PCK@alpha with the torso (annotated left shoulder to right hip), PCKh@alpha with the MPII head box or, for
 LSP-style data, the paper's head segment (neck to head top), and 2-D joint-angle errors. Training
-(train/evaluate.py) and `rehab evaluate` both fill a ``Predictions`` and call these functions, so a model
+(train/predict.py) and `rehab evaluate` both fill a ``Predictions`` and call these functions, so a model
 scores the same in both.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -182,22 +179,6 @@ def report(pred: Predictions, joint_set: JointSet, dataset: str, flip_test: bool
     )
 
 
-def write_json(data: dict, path: str | os.PathLike[str]) -> None:
-    def clean(x):
-        if isinstance(x, float) and not np.isfinite(x):
-            return None
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, list):
-            return [clean(v) for v in x]
-        return x
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(clean(data), indent=2))
-
-
-
-
 def _ci_dict(result: PCKResult, n_boot: int, seed: int) -> dict:
     """Bootstrap 95% interval of the mean over images, and per joint."""
     from rehab.core.metrics import bootstrap_ci
@@ -214,7 +195,7 @@ def evaluate_pose_model(model, records, flip_test: bool | None = None, n_boot: i
                         progress: bool = True, dataset: str = "lsp") -> dict:
     """Run a runtime ``PoseModel`` over annotated records with the whole image as input (LSP protocol).
 
-    ``records`` are ``rehab.datasets.PoseRecord`` of one joint set; the model must predict every joint of
+    ``records`` are ``rehab.pose_annotations.PoseRecord`` of one joint set; the model must predict every joint of
     that set (it may predict more). Returns a JSON-ready dict: PCK@0.2 (12 limb joints, torso), PCKh@0.5
     (head segment or box), joint-angle errors, bootstrap CIs and the model's per-image latency.
     """

@@ -15,15 +15,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
-from rehab.core.skeleton import LSP14, convert, joint_set_from_names
-from rehab.accuracy import Predictions, pck_torso
+from rehab.accuracy import pck_torso, predict_records
+from rehab.core.skeleton import LSP14
+from rehab.pose_annotations import PoseRecord
 from rehab.runtime.metadata import ModelInfo
 from rehab.runtime.model import MAX_BATCH, PoseModel, person_center_scale, preprocess
 from train.config import Config, SourceConfig, default_shared_dir
 from train.dataset import read_source
-from rehab.pose_annotations import PoseRecord
 
 logger = logging.getLogger(__name__)
 
@@ -104,17 +103,8 @@ def person_free_inputs(info: ModelInfo, count: int) -> np.ndarray:
 def lsp_pck(model: PoseModel, records: list[PoseRecord], flip_test: bool = False, progress: bool = True,
             desc: str = "PCK") -> PCKSummary:
     """PCK@0.2 over the 12 LSP limb joints (torso = left shoulder to right hip, occluded joints included)."""
-    preds = []
-    for start in tqdm(range(0, len(records), MAX_BATCH), desc=desc, unit="batch", disable=not progress):
-        chunk = records[start:start + MAX_BATCH]
-        poses = model.predict_batch([read_bgr(r.image_path) for r in chunk], flip_test=flip_test)
-        preds.extend(p.keypoints_px for p in poses)
-    model_joints = joint_set_from_names(model.info.joint_names)
-    pred_lsp, _ = convert(np.stack(preds), np.ones((len(preds), model_joints.num_joints), bool), model_joints, LSP14)
-    scored = Predictions(keypoints_px=pred_lsp, scores=np.ones(pred_lsp.shape[:2], np.float32),
-                         gt_px=np.stack([r.joints_px for r in records]),
-                         annotated=np.stack([r.annotated for r in records]),
-                         head_box_xyxy=np.full((len(records), 4), np.nan), joint_names=LSP14.joints)
-    # The one PCK@0.2 of rehab.accuracy: what `rehab evaluate` and training's evaluation report too.
+    # The one prediction loop and PCK@0.2 of rehab.accuracy (what `rehab evaluate` reports), batched for speed.
+    scored, _ = predict_records(model, records, flip_test=flip_test, batch_size=MAX_BATCH, progress=progress,
+                                desc=desc)
     result = pck_torso(scored, LSP14, alpha=PCK_ALPHA, limb_joints_only=True)
     return PCKSummary(pck=float(result.mean), images=len(records), flip_test=flip_test)

@@ -16,7 +16,7 @@ import numpy as np
 
 from rehab.core.angles import compute_angle, get_angle
 from rehab.core.metrics import PCKResult, lsp_torso_size, mpii_head_size, pck, pckh
-from rehab.core.skeleton import LIMB_JOINTS, JointSet
+from rehab.core.skeleton import LIMB_JOINTS, JointSet, joint_set_from_names, mapping
 
 logger = logging.getLogger(__name__)
 
@@ -191,13 +191,13 @@ def _ci_dict(result: PCKResult, n_boot: int, seed: int) -> dict:
     return {"mean": [low, high], "per_joint": per_joint}
 
 
-def evaluate_pose_model(model, records, flip_test: bool | None = None, n_boot: int = 1000, seed: int = 0,
-                        progress: bool = True, dataset: str = "lsp") -> dict:
-    """Run a runtime ``PoseModel`` over annotated records with the whole image as input (LSP protocol).
+def predict_records(model, records, flip_test: bool | None = None, batch_size: int = 1, progress: bool = True,
+                    desc: str = "evaluate") -> tuple[Predictions, list[float]]:
+    """A runtime ``PoseModel`` over annotated records, the whole image as input (LSP protocol).
 
-    ``records`` are ``rehab.pose_annotations.PoseRecord`` of one joint set; the model must predict every joint of
-    that set (it may predict more). Returns a JSON-ready dict: PCK@0.2 (12 limb joints, torso), PCKh@0.5
-    (head segment or box), joint-angle errors, bootstrap CIs and the model's per-image latency.
+    Returns the predictions in the records' joint set (joints the model lacks are NaN) and, with ``batch_size``
+    1, the time of each whole ``predict()`` call (preprocessing, ONNX Runtime, decoding) in ms; larger batches
+    go through ``predict_batch`` and time nothing. `rehab evaluate` and export's PCK check both score this.
     """
     import time
 
@@ -207,24 +207,49 @@ def evaluate_pose_model(model, records, flip_test: bool | None = None, n_boot: i
     if not records:
         raise ValueError("no annotated images to evaluate")
     joint_set = records[0].joint_set
+    src, dst = mapping(joint_set_from_names(model.info.joint_names), joint_set)
+    kp, scores, latency_ms = [], [], []
+    for start in tqdm(range(0, len(records), batch_size), desc=desc, unit="img" if batch_size == 1 else "batch",
+                      disable=not progress):
+        images = []
+        for rec in records[start:start + batch_size]:
+            image = cv2.imread(str(rec.image_path), cv2.IMREAD_COLOR)
+            if image is None:
+                raise FileNotFoundError(f"cannot read image {rec.image_path} ({rec.entry})")
+            images.append(image)
+        t0 = time.perf_counter()
+        poses = [model.predict(images[0], flip_test=flip_test)] if batch_size == 1 else model.predict_batch(
+            images, flip_test=flip_test)
+        if batch_size == 1:
+            latency_ms.append((time.perf_counter() - t0) * 1e3)
+        for pose in poses:
+            points = np.full((joint_set.num_joints, 2), np.nan, dtype=pose.keypoints_px.dtype)
+            points[dst] = pose.keypoints_px[src]
+            joint_scores = np.zeros(joint_set.num_joints, np.float32)
+            joint_scores[dst] = pose.scores[src]
+            kp.append(points)
+            scores.append(joint_scores)
+    boxes = np.stack([r.head_box_xyxy if r.head_box_xyxy is not None else np.full(4, np.nan) for r in records])
+    pred = Predictions(np.stack(kp), np.stack(scores).astype(np.float32), np.stack([r.joints_px for r in records]),
+                       np.stack([r.annotated for r in records]), boxes, joint_set.joints)
+    return pred, latency_ms
+
+
+def evaluate_pose_model(model, records, flip_test: bool | None = None, n_boot: int = 1000, seed: int = 0,
+                        progress: bool = True, dataset: str = "lsp") -> dict:
+    """Run a runtime ``PoseModel`` over annotated records with the whole image as input (LSP protocol).
+
+    ``records`` are ``rehab.pose_annotations.PoseRecord`` of one joint set; the model must predict every joint of
+    that set (it may predict more). Returns a JSON-ready dict: PCK@0.2 (12 limb joints, torso), PCKh@0.5
+    (head segment or box), joint-angle errors, bootstrap CIs and the model's per-image latency.
+    """
+    if not records:
+        raise ValueError("no annotated images to evaluate")
+    joint_set = records[0].joint_set
     missing = [j for j in joint_set.joints if j not in model.info.joint_names]
     if missing:
         raise ValueError(f"the model does not predict {', '.join(missing)}, needed to score {joint_set.name}")
-    order = [model.info.joint_names.index(j) for j in joint_set.joints]
-    kp, scores, latency_ms = [], [], []
-    for rec in tqdm(records, desc="evaluate", unit="img", disable=not progress):
-        image = cv2.imread(str(rec.image_path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise FileNotFoundError(f"cannot read image {rec.image_path} ({rec.entry})")
-        start = time.perf_counter()
-        pose = model.predict(image, flip_test=flip_test)
-        latency_ms.append((time.perf_counter() - start) * 1e3)
-        kp.append(pose.keypoints_px[order])
-        scores.append(pose.scores[order])
-    gt = np.stack([r.joints_px for r in records])
-    boxes = np.stack([r.head_box_xyxy if r.head_box_xyxy is not None else np.full(4, np.nan) for r in records])
-    pred = Predictions(np.stack(kp), np.stack(scores), gt, np.stack([r.annotated for r in records]), boxes,
-                       joint_set.joints)
+    pred, latency_ms = predict_records(model, records, flip_test=flip_test, progress=progress)
     flip = model.info.flip_test if flip_test is None else bool(flip_test)
     rep = report(pred, joint_set, dataset, flip, images=describe_images([r.entry for r in records])).to_dict()
     p = pck_torso(pred, joint_set)

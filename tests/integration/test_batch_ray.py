@@ -224,8 +224,13 @@ def test_bad_video_fails_alone_with_its_reason_through_the_ray_client(cluster, t
     (videos / "notes.mp4").write_text("not a video\n" * 40)
     out = tmp_path / "out"
     # Through the Ray client port this time (a driver outside the cluster's network uses it).
-    result = run(str(videos), str(tmp_path / "nowhere.mp4"), "--out", str(out), "--model", str(tiny_model),
-                 "--no-pdf", "--engine", "ray", "--address", f"ray://127.0.0.1:{cluster.client_port}")
+    args = (str(videos), str(tmp_path / "nowhere.mp4"), "--out", str(out), "--model", str(tiny_model),
+            "--no-pdf", "--engine", "ray", "--address", f"ray://127.0.0.1:{cluster.client_port}")
+    result = run(*args)
+    if result.returncode == 2 and "Initialization failure from server" in result.stderr:
+        # Ray's client server starts a server process per client connection; on a loaded machine that start can
+        # time out on Ray's side (seen in full-suite runs, never alone). The product said so in one line; try once more.
+        result = run(*args)
     assert result.returncode == 1, result.stdout + result.stderr
     rows = table_rows(result.stdout)
     assert "done" in rows["good"] and "FAILED" in rows["notes"] and "cannot be read as video" in rows["notes"]

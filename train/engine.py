@@ -37,12 +37,13 @@ from train.config import (
     to_dict,
 )
 from train.dataset import build_eval_dataset, build_train_dataset
-from train.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_from_env
+from train.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_from_env, unwrap
 from rehab.core.presence_metrics import binary_at, roc_auc
 from train.predict import autocast_context, predict, predict_presence
 from train.loss import JointsMSELoss, PresenceLoss
 from train.model import build_model
 from train.preprocess import normalize_tensor
+from train.schedule import PRESENCE_PREFIX, build_optimizer, build_scheduler, set_scheduled_lr
 
 logger = logging.getLogger(__name__)
 
@@ -106,71 +107,8 @@ def set_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-PRESENCE_PREFIX = "presence."
 # Probability above which a crop counts as "person" in the per-epoch presence validation.
 VAL_PRESENCE_THRESHOLD = 0.5
-
-
-def build_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
-    """Adam; with optim.presence_head_lr the presence head is a second parameter group at that LR. Every group
-    records its schedule base LR as ``base_lr`` (kept in the optimiser state, so a resume restores it)."""
-    if cfg.optim.optimizer != "adam":
-        raise ValueError(f"optim.optimizer must be adam, got {cfg.optim.optimizer!r}")
-    named = list(_unwrap(model).named_parameters())
-    head = [p for n, p in named if n.startswith(PRESENCE_PREFIX)]
-    if cfg.optim.presence_head_lr is None or not head:
-        groups = [{"params": [p for _, p in named], "base_lr": cfg.optim.lr}]
-    else:
-        groups = [{"params": [p for n, p in named if not n.startswith(PRESENCE_PREFIX)], "base_lr": cfg.optim.lr},
-                  {"params": head, "lr": cfg.optim.presence_head_lr, "base_lr": cfg.optim.presence_head_lr}]
-    return torch.optim.Adam(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-
-
-def cosine_factor(epoch: int, epochs: int) -> float:
-    """Share of the base LR in (0-based) ``epoch`` of a cosine schedule over ``epochs`` epochs."""
-    return 0.5 * (1.0 + math.cos(math.pi * min(epoch, epochs) / max(epochs, 1)))
-
-
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Config) -> torch.optim.lr_scheduler.LRScheduler:
-    if cfg.optim.lr_schedule == "cosine":
-        epochs = cfg.train.epochs
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: cosine_factor(epoch, epochs))
-    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.optim.scaled_milestones,
-                                                gamma=cfg.optim.lr_factor)
-
-
-def scheduled_lr(cfg: Config, epoch: int, base_lr: float | None = None) -> float:
-    """The schedule's LR for (0-based) ``epoch`` from ``base_lr`` (default optim.lr): multistep x lr_factor at
-    every milestone reached, or cosine."""
-    if cfg.optim.lr_schedule == "cosine":
-        return (cfg.optim.lr if base_lr is None else base_lr) * cosine_factor(epoch, cfg.train.epochs)
-    passed = sum(1 for m in cfg.optim.scaled_milestones if m <= epoch)
-    return (cfg.optim.lr if base_lr is None else base_lr) * cfg.optim.lr_factor ** passed
-
-
-def _group_base_lrs(optimizer: torch.optim.Optimizer, cfg: Config) -> list[float]:
-    # The first group follows optim.lr (which a resume may change); a presence head group its own LR.
-    bases = [cfg.optim.lr]
-    for group in optimizer.param_groups[1:]:
-        bases.append(cfg.optim.presence_head_lr if cfg.optim.presence_head_lr is not None
-                     else group.get("base_lr", cfg.optim.lr))
-    return bases
-
-
-def set_scheduled_lr(optimizer: torch.optim.Optimizer, scheduler, cfg: Config, epoch: int) -> None:
-    """Put the optimiser (and the scheduler's record of it) at the schedule's LR for ``epoch``."""
-    bases = _group_base_lrs(optimizer, cfg)
-    lrs = [scheduled_lr(cfg, epoch, b) for b in bases]
-    current = optimizer.param_groups[0]["lr"]
-    if not math.isclose(current, lrs[0], rel_tol=1e-9):
-        logger.info("LR %g -> %g for epoch %d (schedule: %s from %g, x %g at epochs %s for multistep)", current,
-                    lrs[0], epoch + 1, cfg.optim.lr_schedule, cfg.optim.lr, cfg.optim.lr_factor,
-                    cfg.optim.scaled_milestones)
-    for group, base, lr in zip(optimizer.param_groups, bases, lrs):
-        group["lr"] = lr
-        group["initial_lr"] = base
-        group["base_lr"] = base
-    scheduler.base_lrs = list(bases)
 
 
 def _loader(dataset, batch_size: int, shuffle: bool, cfg: Config, info: DistInfo, drop_last: bool) -> tuple[DataLoader, DistributedSampler]:
@@ -232,14 +170,10 @@ def _tensorboard(run_dir: Path, enabled: bool):
     return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
 
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if isinstance(model, DistributedDataParallel) else model
-
-
 def save_checkpoint(path: Path, model, optimizer, scheduler, scaler, epoch: int, cfg: Config, best_metric: float,
                     extra: dict | None = None) -> None:
     state = {
-        "model": _unwrap(model).state_dict(),
+        "model": unwrap(model).state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict(),
@@ -266,7 +200,7 @@ def load_weights(model: torch.nn.Module, checkpoint: str | os.PathLike[str]) -> 
     except Exception as exc:
         raise ValueError(f"cannot read model weights from {path}: {type(exc).__name__}: {exc}") from None
     # A presence head added by fine-tuning is not in the source model: it starts from its initialisation.
-    new = [k for k in _unwrap(model).state_dict() if k.startswith(PRESENCE_PREFIX) and k not in state]
+    new = [k for k in unwrap(model).state_dict() if k.startswith(PRESENCE_PREFIX) and k not in state]
     try:
         result = model.load_state_dict(state, strict=not new)
     except RuntimeError as exc:
@@ -278,7 +212,7 @@ def load_weights(model: torch.nn.Module, checkpoint: str | os.PathLike[str]) -> 
                              f"unexpected {result.unexpected_keys[:5]}")
         tower = [k for k in new if k.startswith(PRESENCE_PREFIX + "tower.")]
         if tower:
-            _unwrap(model).init_presence_tower()
+            unwrap(model).init_presence_tower()
         logger.info("model weights from %s; the presence head (%d tensors) is new%s", path, len(new),
                     f" (its tower of {len(tower)} tensors copied from the backbone's last stages)" if tower else "")
     else:
@@ -464,7 +398,7 @@ def _fit(cfg: Config, run_dir: Path, device: torch.device, info: DistInfo, ckpt:
         val_key = f"val_{cfg.eval.val_metric}"
         if info.is_main:
             if val_loader is not None and ((epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs):
-                pred = predict(_unwrap(model), val_loader, cfg.model, device, flip_test=False,
+                pred = predict(unwrap(model), val_loader, cfg.model, device, flip_test=False,
                                cpu_bf16=cfg.train.cpu_bf16, cuda_amp=cfg.train.amp,
                                channels_last=cfg.train.channels_last, progress=cfg.train.progress, loss_fn=loss_fn,
                                desc="val")
@@ -477,7 +411,7 @@ def _fit(cfg: Config, run_dir: Path, device: torch.device, info: DistInfo, ckpt:
                 row.update({f"{cfg.eval.val_metric}_{j}": round(float(v), 3)
                             for j, v in zip(joint_set.joints, result.per_joint)})
             if presence_loader is not None:
-                row.update(_presence_row(_unwrap(model), presence_loader, cfg, device))
+                row.update(_presence_row(unwrap(model), presence_loader, cfg, device))
             log.append(row)
             if tb is not None:
                 for key, value in row.items():
@@ -495,7 +429,7 @@ def _fit(cfg: Config, run_dir: Path, device: torch.device, info: DistInfo, ckpt:
     if tb is not None:
         tb.close()
     return FitResult(run_dir, epoch + 1, best_metric, run_dir / LAST, run_dir / BEST,
-                     weights_digest(_unwrap(model)))
+                     weights_digest(unwrap(model)))
 
 
 def _presence_row(model: torch.nn.Module, loader: DataLoader, cfg: Config, device: torch.device) -> dict:

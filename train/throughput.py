@@ -19,7 +19,8 @@ import typer
 
 from train.config import data_root, load_config, resolve
 from train.dataset import build_train_dataset
-from train.engine import build_optimizer, select_device
+from train.engine import select_device
+from train.schedule import build_optimizer
 from train.predict import autocast_context
 from train.loss import JointsMSELoss
 from train.model import build_model

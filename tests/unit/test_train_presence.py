@@ -15,7 +15,8 @@ from rehab.core.transforms import apply_affine  # noqa: E402
 from rehab.pose_annotations import PoseRecord  # noqa: E402
 from train.config import AugmentConfig, Config, ConfigError, SourceConfig, resolve, resolve_augment  # noqa: E402
 from train.dataset import CropSettings, PoseDataset  # noqa: E402
-from train.engine import build_optimizer, build_scheduler, load_weights, set_scheduled_lr  # noqa: E402
+from train.engine import load_weights  # noqa: E402
+from train.schedule import build_optimizer, build_scheduler, set_scheduled_lr  # noqa: E402
 from train.loss import PresenceLoss  # noqa: E402
 from train.model import WithPresence, build_model  # noqa: E402
 from train.presence import (  # noqa: E402

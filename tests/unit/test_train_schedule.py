@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from train.config import Config, resolve  # noqa: E402
-from train.engine import build_optimizer, build_scheduler, scheduled_lr, set_scheduled_lr  # noqa: E402
+from train.schedule import build_optimizer, build_scheduler, scheduled_lr, set_scheduled_lr  # noqa: E402
 from train.predict import autocast_context, cpu_has_native_bf16  # noqa: E402
 
 

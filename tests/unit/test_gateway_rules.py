@@ -42,3 +42,13 @@ def test_bindings_of_ended_logins_are_dropped(tmp_path):
 def test_login_page_escapes_what_it_shows():
     page = gateway.login_page('/x?"><script>', "<b>bad</b>", user='"><img src=x>')
     assert "<script>" not in page and "<b>bad</b>" not in page and "<img src=x>" not in page
+
+
+def test_uploaded_file_names_lose_folders_and_control_characters():
+    from rehab.app.uploads import MAX_NAME_CHARS, clean_name
+
+    assert clean_name("knee left.mp4") == "knee left.mp4"
+    assert clean_name("../../etc/passwd") == "passwd"
+    assert clean_name("C:\\clips\\a\x00b\x1f.mov") == "ab.mov"
+    assert clean_name("") == clean_name("/") == "upload"
+    assert len(clean_name("x" * 1000 + ".mp4")) == MAX_NAME_CHARS and clean_name("x" * 1000 + ".mp4").endswith(".mp4")

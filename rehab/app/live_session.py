@@ -1,7 +1,8 @@
 """The bridge between the WebRTC frame thread and the live page: one thread-safe object per browser session.
 
 The frame callback runs on streamlit-webrtc's worker thread and never touches ``st.*``. It hands each newest
-frame to :meth:`LiveSession.process`, which runs the shared pipeline, keeps counters, a short angle history
+frame to :meth:`LiveSession.submit`, which returns at once; a processing thread per stream takes the newest
+waiting frame to :meth:`LiveSession.process`, which runs the shared pipeline, keeps counters, a short angle history
 and, while recording, writes the annotated frames. The page reads a consistent :class:`LiveSnapshot` under
 the same lock. Frames that arrive while the model is busy are dropped (only the newest is processed) and
 counted, so the video stays live on a slow machine and the page can show the real processing rate.
@@ -42,6 +43,8 @@ HISTORY_S = 20.0
 FPS_WINDOW_FRAMES = 30
 # When a frame cannot be processed it goes back pixelated whole, this coarsely: no face survives it.
 FALLBACK_BLOCKS = 8
+# The processing thread of a stream ends after this long without a frame (a new frame starts it again).
+WORKER_IDLE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,12 @@ class LiveSession:
         self._pipeline = None
         self._recorder: _Recorder | None = None
         self._finished: list[RecordingResult] = []
+        # Hand-over between the frame callback (submit) and the processing thread: one slot, newest frame wins.
+        self._work = threading.Condition()
+        self._pending: np.ndarray | None = None
+        self._pending_arrived = 0
+        self._output: np.ndarray | None = None
+        self._worker: threading.Thread | None = None
         self._reset_stats()
 
     def _reset_stats(self) -> None:
@@ -208,7 +217,46 @@ class LiveSession:
             self._last_frame_at = last
             self._angles = tuple(angles)
 
-    # ---- frame thread -------------------------------------------------------------------------
+    # ---- frame callback ------------------------------------------------------------------------
+
+    def submit(self, frames_arrived: int, frame_bgr: np.ndarray) -> np.ndarray:
+        """Hand the newest of ``frames_arrived`` frames to this stream's processing thread and return the
+        newest processed image at once (the frame pixelated whole until there is one).
+
+        Never waits for the model: a frame still waiting when the next arrives is replaced (and counted as
+        dropped), so at most one frame waits and one is processed, however fast the camera and however slow
+        the machine. streamlit-webrtc's own worker then never falls behind either (it gives up on a callback
+        that takes over 10 s, which ends the stream).
+        """
+        now = self._clock()
+        with self._lock:
+            self._last_frame_at = now
+            self._ended = False
+        with self._work:
+            self._pending = frame_bgr
+            self._pending_arrived += frames_arrived
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work_loop, name="rehab-live-frames", daemon=True)
+                self._worker.start()
+            self._work.notify()
+            out = self._output
+        return out if out is not None else pixelate(frame_bgr, FALLBACK_BLOCKS)
+
+    def _work_loop(self) -> None:
+        while True:
+            with self._work:
+                if self._pending is None:
+                    self._work.wait(WORKER_IDLE_S)
+                if self._pending is None:
+                    self._worker = None
+                    return
+                image, arrived = self._pending, self._pending_arrived
+                self._pending, self._pending_arrived = None, 0
+            out = self.process(arrived, image)
+            with self._work:
+                self._output = out
+
+    # ---- processing thread ---------------------------------------------------------------------
 
     def process(self, frames_arrived: int, frame_bgr: np.ndarray) -> np.ndarray:
         """Process the newest of ``frames_arrived`` frames; returns the image to send back to the browser."""
@@ -250,6 +298,9 @@ class LiveSession:
 
     def stream_ended(self) -> None:
         """The camera track ended (stopped, disconnected, page closed): finish any recording."""
+        with self._work:
+            # A new stream must not start with the last image of this one.
+            self._pending, self._pending_arrived, self._output = None, 0, None
         with self._lock:
             self._ended = True
             recorder, self._recorder = self._recorder, None

@@ -175,7 +175,7 @@ class UploadSpool:
         self.watch(manager)
         if not runtime.is_active_session(session_id):  # the tab closed while its upload arrived
             writer.discard()
-            raise ClientGone()
+            raise UploadRefused(400, "the browser session ended during the upload (reload the page)")
         self._add(session_id, file_id, upload)
         # Streamlit's widget needs a record with this id; the content stays on disk.
         manager.add_file(session_id=session_id, file=UploadedFileRec(file_id=file_id, name=upload.name,

@@ -339,11 +339,12 @@ class AuthMiddleware:
         try:
             if not session_id or not file_id or "/" in file_id:
                 raise UploadRefused(404, "no such upload address")
-            if length is not None and (not length.isdigit() or int(length) > settings.max_upload_bytes + UPLOAD_FRAMING_BYTES):
-                # Declared too large (or nonsense): refused before a byte of the body is read.
-                raise UploadRefused(413 if length.isdigit() else 400,
-                                    f"upload larger than the limit of {settings.max_upload_mb} MB"
-                                    if length.isdigit() else "invalid Content-Length")
+            # Declared too large (or nonsense): refused before a byte of the body is read. Without the header
+            # (chunked), the bytes are counted as they arrive.
+            if length is not None and not length.isdigit():
+                raise UploadRefused(400, "invalid Content-Length")
+            if length is not None and int(length) > settings.max_upload_bytes + UPLOAD_FRAMING_BYTES:
+                raise UploadRefused(413, f"upload larger than the limit of {settings.max_upload_mb} MB")
             await self.gateway.uploads.receive(scope, receive, session_id, file_id)
         except UploadRefused as refused:
             log.info("refused upload to %s from %s: %s", path, _client(scope), refused.reason)

@@ -109,6 +109,7 @@ class _Recorder:
         self.t_last = 0.0
         self.frames_with_pose = 0
         self.error: str | None = None
+        self.video_size: tuple[int, int] | None = None  # (width, height) of the first recorded frame
 
     def add(self, result, frame_bgr: np.ndarray) -> None:
         t = result.timestamp_s
@@ -134,11 +135,16 @@ class _Recorder:
             self.video_t0 += (behind - cap) / RECORD_FPS
             behind = cap
         repeats = max(0, behind)
+        if self.video_size is None:
+            self.video_size = (frame_bgr.shape[1], frame_bgr.shape[0])
+        # The browser lowers the camera's resolution when its machine or the network is busy (640x480 became
+        # 480x360 in a soak run): the video keeps its first size, the frame scaled into it.
+        frame_bgr = fit_frame(frame_bgr, self.video_size)
         try:
             for _ in range(repeats):
                 self.writer.write(frame_bgr)
         except (ValueError, OSError) as err:
-            # A camera that changes resolution mid-recording, or a full disk: keep the table, stop the video.
+            # A full disk or a broken encoder: keep the table, stop the video.
             self.error = f"the video stopped after {self.writer.frames_written} frames: {err}"
             log.warning("recording %s: %s", self.output_dir, self.error)
 
@@ -349,6 +355,23 @@ class LiveSession:
                 recording_s=(rec.t_last - rec.t0) if rec is not None and rec.t0 is not None else 0.0,
                 recording_frames=rec.table.rows if rec is not None else 0,
                 finished_pending=len(self._finished))
+
+
+def fit_frame(frame_bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``frame_bgr`` scaled to fit ``size`` (width, height), its aspect kept, centred on black; as is if it fits."""
+    import cv2
+
+    width, height = size
+    h, w = frame_bgr.shape[:2]
+    if (w, h) == (width, height):
+        return frame_bgr
+    scale = min(width / w, height / h)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    scaled = cv2.resize(frame_bgr, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    out = np.zeros((height, width, 3), np.uint8)
+    top, left = (height - new_h) // 2, (width - new_w) // 2
+    out[top:top + new_h, left:left + new_w] = scaled
+    return out
 
 
 def _span(rep: ExerciseRep) -> float:

@@ -131,6 +131,30 @@ def test_recording_keeps_real_time_and_writes_video_table_and_summary(model, fra
     assert summary["frames"] == 20 and summary["pseudonym"] == "P-1" and summary["exercise"] == "squat"
 
 
+def test_a_camera_that_lowers_its_resolution_mid_recording_keeps_the_video_going(model, frames, tmp_path):
+    """Chromium sends 480x360 instead of 640x480 when its machine is busy: the video keeps its first size."""
+    import cv2
+
+    from rehab.app.live_session import fit_frame
+
+    clock = Clock()
+    live = _live(model, clock)
+    live.start_recording(tmp_path, "squat", info={})
+    first = frames[0].shape
+    for i, frame in enumerate(frames[:12]):
+        if i >= 6:
+            frame = cv2.resize(frame, (frame.shape[1] * 3 // 4, frame.shape[0] * 3 // 4))
+        live.process(1, frame)
+        clock.t += FRAME_INTERVAL_S
+    result = live.stop_recording()
+    assert result.error is None and result.frames == 12
+    decoded = read_frames(result.video_path)
+    assert len(decoded) == result.video_frames and {f.shape for f in decoded} == {first}
+    # Another aspect is letterboxed, not stretched.
+    wide = fit_frame(np.full((10, 40, 3), 255, np.uint8), (20, 20))
+    assert wide.shape == (20, 20, 3) and wide[0].max() == 0 and wide[10].min() == 255
+
+
 def test_a_stream_that_ends_while_recording_still_saves_it(model, frames, tmp_path):
     clock = Clock()
     live = _live(model, clock)

@@ -260,7 +260,9 @@ class _FileWriter:
         self._header_value += data[start:end]
 
     def _header_end(self) -> None:
-        self._headers[self._header_field.decode("latin-1").lower()] = self._header_value.decode("utf-8", "replace")
+        # Kept as the raw bytes (latin-1 maps each byte to one character): python-multipart parses the options
+        # from latin-1, and the file name is decoded from UTF-8 below, as browsers send it.
+        self._headers[self._header_field.decode("latin-1").lower()] = self._header_value.decode("latin-1")
         self._header_field.clear()
         self._header_value.clear()
 

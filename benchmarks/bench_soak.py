@@ -42,6 +42,8 @@ KIB = 1024
 LIVE_CLIP = "pose2sim_balancing_cam02.mp4"
 # Time the live session needs besides the soak itself: server start, WebRTC set-up, stop and save.
 LIVE_OVERHEAD_S = 240.0
+# No new camera frame for this long: the stream has ended, and the soak starts it again.
+STREAM_STALL_S = 60.0
 
 
 def rss_bytes(pid: int) -> int:
@@ -172,7 +174,8 @@ def run_live_soak(args) -> dict:
                 viewport={"width": 1400, "height": 1000})
             try:
                 page = browser.new_page()
-                page.goto(f"http://127.0.0.1:{port}/", timeout=60_000)
+                # Through the server's login page, with the account start_server wrote.
+                bs.log_in(page, port, "/", timeout_s=60.0)
                 pseudonym = page.get_by_label("New pseudonym")
                 pseudonym.fill("P-SOAK", timeout=60_000)
                 pseudonym.press("Enter")
@@ -183,13 +186,23 @@ def run_live_soak(args) -> dict:
                 expect(record).to_be_enabled(timeout=30_000)
                 record.click()
                 t0 = time.monotonic()
+                restarts: list[dict] = []
+                last_received, last_change = -1.0, time.monotonic()
                 while time.monotonic() - t0 < soak_s:
                     m = bs.metrics(page)
-                    samples.append(_sample(t0, tree_rss_bytes(server.pid),
-                                           received=bs.number(m.get("Frames received")),
+                    received = bs.number(m.get("Frames received"))
+                    samples.append(_sample(t0, tree_rss_bytes(server.pid), received=received,
                                            with_pose=bs.number(m.get("Frames with a pose")),
                                            fps=bs.number(m.get("Processing FPS"))))
+                    if received != last_received:
+                        last_received, last_change = received, time.monotonic()
+                    elif time.monotonic() - last_change > STREAM_STALL_S:
+                        # The stream ended (the server log says why): start it again as a therapist would,
+                        # and record on, so that the soak goes on in the same server process.
+                        restarts.append(_restart_stream(page, bs, t0, received))
+                        last_change = time.monotonic()
                     time.sleep(args.interval)
+                result["stream_restarts"] = restarts
                 result["soak_s"] = round(time.monotonic() - t0, 1)
                 page.screenshot(path=str(SOAK_DIR / "live_soak_recording.png"))
                 page.get_by_role("button", name="Stop and save the recording").click(timeout=60_000)
@@ -204,6 +217,26 @@ def run_live_soak(args) -> dict:
         result.update(samples=samples, **growth(samples, args.warmup_s))
         bs.stop_server(server)
     return result
+
+
+def _restart_stream(page, bs, t0: float, received: float) -> dict:
+    """STOP and START the camera in the page, then Record again; what happened, for the result."""
+    event = {"t_s": round(time.monotonic() - t0, 1), "received_before": received}
+    print(f"stream stalled at {received} frames received: restarting it", flush=True)
+    try:
+        frame = page.frame_locator(bs.WEBRTC_IFRAME)
+        stop = frame.get_by_role("button", name="STOP")
+        if stop.count():
+            stop.click(timeout=30_000)
+        frame.get_by_role("button", name="START").click(timeout=60_000)
+        record = page.get_by_role("button", name="Record")
+        record.wait_for(timeout=60_000)
+        bs.wait_for(lambda: bs.number(bs.metrics(page).get("Frames received")) > received, 60.0)
+        record.click(timeout=60_000)
+        event["ok"] = True
+    except Exception as err:  # noqa: BLE001 - reported in the result; the soak samples on
+        event.update(ok=False, error=f"{type(err).__name__}: {err}"[:300])
+    return event
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -227,3 +227,26 @@ def new_output_dir(settings: AppSettings, kind: str) -> Path:
 def private_temp_dir(settings: AppSettings) -> Path:
     """The data folder's own temporary folder (owner-only), for uploads while they are analysed."""
     return make_private_dir(Path(settings.data_dir) / TEMP_DIR)
+
+
+def gateway_active() -> bool:
+    """Whether this page runs in `rehab app`'s server (behind rehab.app.gateway)."""
+    from rehab.app import gateway
+
+    return gateway.active() is not None
+
+
+def spooled_upload(upload):
+    """Where the server put an uploaded file's bytes (rehab.app.uploads), or None.
+
+    None when the upload did not come through the gateway (e.g. Streamlit's AppTest hands its files over in
+    memory, with their content) or was removed since (the widget's remove button, a server restart).
+    """
+    from rehab.app import gateway
+
+    gw = gateway.active()
+    ctx = get_script_run_ctx()
+    if gw is None or ctx is None:
+        return None
+    return gw.uploads.get(ctx.session_id, getattr(upload, "file_id", ""))
+

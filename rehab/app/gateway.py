@@ -8,8 +8,10 @@ need a valid session cookie; without one a page request is sent to ``/login`` an
 
 - a media file (``/media/<id>``) is served only to the login whose Streamlit session made it, while that
   session is connected (a copied link is useless in another browser or after the tab is closed);
-- an upload goes only to a Streamlit session of the same login, and one larger than the limit is refused
-  from its Content-Length before a byte of it is read;
+- an upload goes only to a Streamlit session of the same login; one whose Content-Length is over the limit
+  is refused before a byte of it is read, and the body of any other is streamed to disk by
+  :mod:`rehab.app.uploads` (not kept in memory as Streamlit's own route would), counting the bytes received
+  and refused as soon as they pass the limit;
 - a websocket may resume only a Streamlit session of the same login.
 
 The page script binds its Streamlit session to the login it runs for (:meth:`Gateway.bind_session`), which is
@@ -27,11 +29,13 @@ import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
+from pathlib import Path
 from typing import Any
 
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from rehab.accounts import SHARED_ACCOUNT, Accounts, LoginSession, LoginThrottle, SessionSigner, ThrottlePolicy
+from rehab.app.uploads import UPLOAD_FRAMING_BYTES, UPLOADS_DIR, ClientGone, UploadRefused, UploadSpool
 from rehab.app_settings import AppSettings
 
 log = logging.getLogger(__name__)
@@ -78,6 +82,9 @@ class Gateway:
         self.signer = SessionSigner(settings.session_hours * 3600.0)
         self.throttle = LoginThrottle(policy or ThrottlePolicy())
         self._audit = audit
+        from rehab.app.common import TEMP_DIR
+
+        self.uploads = UploadSpool(Path(settings.data_dir) / TEMP_DIR / UPLOADS_DIR, settings.max_upload_bytes)
         # Streamlit session id -> login session id; written by the page script, read by the middleware.
         self._bindings: dict[str, str] = {}
         # Media file id -> the Streamlit sessions that made it.
@@ -285,17 +292,19 @@ class AuthMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind not in ("http", "websocket") or not self.gateway.enabled:
+        if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
-        if kind == "http" and path in PUBLIC_PATHS:
-            await self.app(scope, receive, send)
+        is_upload = kind == "http" and scope.get("method") == "PUT" and path.startswith(UPLOAD_PREFIX)
+        if not self.gateway.enabled or (kind == "http" and path in PUBLIC_PATHS):
+            # No accounts (a localhost-only dashboard): no login to check, but uploads still go to disk.
+            await (self._upload(scope, receive, send, path) if is_upload else self.app(scope, receive, send))
             return
         login = self.gateway.session_for(_header(scope, b"cookie"))
         refusal = self._check(scope, path, login)
         if refusal is None:
-            await self.app(scope, receive, send)
+            await (self._upload(scope, receive, send, path) if is_upload else self.app(scope, receive, send))
             return
         log.info("refused %s %s from %s: %s", scope.get("method", "WS"), path, _client(scope), refusal.reason)
         if kind == "websocket":
@@ -320,29 +329,44 @@ class AuthMiddleware:
             session_id = path[len(UPLOAD_PREFIX):].split("/", 1)[0]
             if self.gateway.owner_of(session_id) != login.sid:
                 return Refusal(403, "upload to a session of another login")
-            if scope.get("method") != "PUT":
-                return None
-            length = _header(scope, b"content-length")
-            limit = self.gateway.settings.max_upload_bytes + UPLOAD_FRAMING_BYTES
-            if length is None or not length.isdigit():
-                return Refusal(411, "an upload needs a Content-Length")
-            if int(length) > limit:
-                return Refusal(413, f"upload larger than the limit of {self.gateway.settings.max_upload_mb} MB")
         return None
 
+    async def _upload(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        """Answer an upload (PUT) in Streamlit's place, its body streamed to disk (rehab.app.uploads)."""
+        session_id, _, file_id = path[len(UPLOAD_PREFIX):].partition("/")
+        settings = self.gateway.settings
+        length = _header(scope, b"content-length")
+        try:
+            if not session_id or not file_id or "/" in file_id:
+                raise UploadRefused(404, "no such upload address")
+            # Declared too large (or nonsense): refused before a byte of the body is read. Without the header
+            # (chunked), the bytes are counted as they arrive.
+            if length is not None and not length.isdigit():
+                raise UploadRefused(400, "invalid Content-Length")
+            if length is not None and int(length) > settings.max_upload_bytes + UPLOAD_FRAMING_BYTES:
+                raise UploadRefused(413, f"upload larger than the limit of {settings.max_upload_mb} MB")
+            await self.gateway.uploads.receive(scope, receive, session_id, file_id)
+        except UploadRefused as refused:
+            log.info("refused upload to %s from %s: %s", path, _client(scope), refused.reason)
+            await _respond(send, refused.status, refused.reason.encode() + b"\n", [(b"content-type", b"text/plain")])
+            return
+        except ClientGone:
+            log.info("upload to %s from %s ended before it was complete; nothing kept", path, _client(scope))
+            return
+        await _respond(send, 204, b"", [], close=False)
 
-# Multipart framing (boundary lines, headers) around the file in an upload's body.
-UPLOAD_FRAMING_BYTES = 64 * 1024
+
 _NO_STORE = {"cache-control": "no-store"}
 # The login form is never shown inside another site's frame (clickjacking).
 _LOGIN_HEADERS = {**_NO_STORE, "x-frame-options": "DENY", "content-security-policy": "frame-ancestors 'none'"}
 
 
-async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]],
+                   close: bool = True) -> None:
     # "connection: close": the body the client may still be sending is not read, and the connection ends.
     await send({"type": "http.response.start", "status": status,
-                "headers": [*headers, (b"content-length", str(len(body)).encode()), (b"connection", b"close"),
-                            (b"cache-control", b"no-store")]})
+                "headers": [*headers, (b"content-length", str(len(body)).encode()),
+                            *([(b"connection", b"close")] if close else []), (b"cache-control", b"no-store")]})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -1,7 +1,8 @@
 """The bridge between the WebRTC frame thread and the live page: one thread-safe object per browser session.
 
 The frame callback runs on streamlit-webrtc's worker thread and never touches ``st.*``. It hands each newest
-frame to :meth:`LiveSession.process`, which runs the shared pipeline, keeps counters, a short angle history
+frame to :meth:`LiveSession.submit`, which returns at once; a processing thread per stream takes the newest
+waiting frame to :meth:`LiveSession.process`, which runs the shared pipeline, keeps counters, a short angle history
 and, while recording, writes the annotated frames. The page reads a consistent :class:`LiveSnapshot` under
 the same lock. Frames that arrive while the model is busy are dropped (only the newest is processed) and
 counted, so the video stays live on a slow machine and the page can show the real processing rate.
@@ -42,6 +43,8 @@ HISTORY_S = 20.0
 FPS_WINDOW_FRAMES = 30
 # When a frame cannot be processed it goes back pixelated whole, this coarsely: no face survives it.
 FALLBACK_BLOCKS = 8
+# The processing thread of a stream ends after this long without a frame (a new frame starts it again).
+WORKER_IDLE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,7 @@ class _Recorder:
         self.t_last = 0.0
         self.frames_with_pose = 0
         self.error: str | None = None
+        self.video_size: tuple[int, int] | None = None  # (width, height) of the first recorded frame
 
     def add(self, result, frame_bgr: np.ndarray) -> None:
         t = result.timestamp_s
@@ -131,11 +135,16 @@ class _Recorder:
             self.video_t0 += (behind - cap) / RECORD_FPS
             behind = cap
         repeats = max(0, behind)
+        if self.video_size is None:
+            self.video_size = (frame_bgr.shape[1], frame_bgr.shape[0])
+        # The browser lowers the camera's resolution when its machine or the network is busy (640x480 became
+        # 480x360 in a soak run): the video keeps its first size, the frame scaled into it.
+        frame_bgr = fit_frame(frame_bgr, self.video_size)
         try:
             for _ in range(repeats):
                 self.writer.write(frame_bgr)
         except (ValueError, OSError) as err:
-            # A camera that changes resolution mid-recording, or a full disk: keep the table, stop the video.
+            # A full disk or a broken encoder: keep the table, stop the video.
             self.error = f"the video stopped after {self.writer.frames_written} frames: {err}"
             log.warning("recording %s: %s", self.output_dir, self.error)
 
@@ -181,6 +190,12 @@ class LiveSession:
         self._pipeline = None
         self._recorder: _Recorder | None = None
         self._finished: list[RecordingResult] = []
+        # Hand-over between the frame callback (submit) and the processing thread: one slot, newest frame wins.
+        self._work = threading.Condition()
+        self._pending: np.ndarray | None = None
+        self._pending_arrived = 0
+        self._output: np.ndarray | None = None
+        self._worker: threading.Thread | None = None
         self._reset_stats()
 
     def _reset_stats(self) -> None:
@@ -208,7 +223,46 @@ class LiveSession:
             self._last_frame_at = last
             self._angles = tuple(angles)
 
-    # ---- frame thread -------------------------------------------------------------------------
+    # ---- frame callback ------------------------------------------------------------------------
+
+    def submit(self, frames_arrived: int, frame_bgr: np.ndarray) -> np.ndarray:
+        """Hand the newest of ``frames_arrived`` frames to this stream's processing thread and return the
+        newest processed image at once (the frame pixelated whole until there is one).
+
+        Never waits for the model: a frame still waiting when the next arrives is replaced (and counted as
+        dropped), so at most one frame waits and one is processed, however fast the camera and however slow
+        the machine. streamlit-webrtc's own worker then never falls behind either (it gives up on a callback
+        that takes over 10 s, which ends the stream).
+        """
+        now = self._clock()
+        with self._lock:
+            self._last_frame_at = now
+            self._ended = False
+        with self._work:
+            self._pending = frame_bgr
+            self._pending_arrived += frames_arrived
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work_loop, name="rehab-live-frames", daemon=True)
+                self._worker.start()
+            self._work.notify()
+            out = self._output
+        return out if out is not None else pixelate(frame_bgr, FALLBACK_BLOCKS)
+
+    def _work_loop(self) -> None:
+        while True:
+            with self._work:
+                if self._pending is None:
+                    self._work.wait(WORKER_IDLE_S)
+                if self._pending is None:
+                    self._worker = None
+                    return
+                image, arrived = self._pending, self._pending_arrived
+                self._pending, self._pending_arrived = None, 0
+            out = self.process(arrived, image)
+            with self._work:
+                self._output = out
+
+    # ---- processing thread ---------------------------------------------------------------------
 
     def process(self, frames_arrived: int, frame_bgr: np.ndarray) -> np.ndarray:
         """Process the newest of ``frames_arrived`` frames; returns the image to send back to the browser."""
@@ -250,6 +304,9 @@ class LiveSession:
 
     def stream_ended(self) -> None:
         """The camera track ended (stopped, disconnected, page closed): finish any recording."""
+        with self._work:
+            # A new stream must not start with the last image of this one.
+            self._pending, self._pending_arrived, self._output = None, 0, None
         with self._lock:
             self._ended = True
             recorder, self._recorder = self._recorder, None
@@ -298,6 +355,23 @@ class LiveSession:
                 recording_s=(rec.t_last - rec.t0) if rec is not None and rec.t0 is not None else 0.0,
                 recording_frames=rec.table.rows if rec is not None else 0,
                 finished_pending=len(self._finished))
+
+
+def fit_frame(frame_bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``frame_bgr`` scaled to fit ``size`` (width, height), its aspect kept, centred on black; as is if it fits."""
+    import cv2
+
+    width, height = size
+    h, w = frame_bgr.shape[:2]
+    if (w, h) == (width, height):
+        return frame_bgr
+    scale = min(width / w, height / h)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    scaled = cv2.resize(frame_bgr, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    out = np.zeros((height, width, 3), np.uint8)
+    top, left = (height - new_h) // 2, (width - new_w) // 2
+    out[top:top + new_h, left:left + new_w] = scaled
+    return out
 
 
 def _span(rep: ExerciseRep) -> float:

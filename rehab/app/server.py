@@ -6,6 +6,7 @@ file, it does its set-up when imported: files it creates are owner-only, SIGHUP 
 and the gateway (accounts, session secret) is built from the same settings the page reads.
 """
 
+import atexit
 import logging
 import os
 import shutil
@@ -41,6 +42,8 @@ try:
     # Uploads left by a server that was killed mid-analysis: nobody will finish them, and they are unblurred.
     shutil.rmtree(Path(_settings.data_dir) / TEMP_DIR, ignore_errors=True)
     _gateway = gateway.build_gateway(_settings).install()
+    # Uploads still held when the server stops (SIGTERM, SIGHUP, Ctrl-C) are removed with it.
+    atexit.register(_gateway.uploads.clear)
     if not _gateway.enabled and not is_loopback(st.get_option("server.address")):
         raise ValueError(f"no account is configured, so the dashboard listens on localhost only, not on "
                          f"{st.get_option('server.address') or 'all interfaces'!r}; `rehab users add NAME` makes one")

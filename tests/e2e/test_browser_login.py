@@ -96,6 +96,9 @@ def test_chromium_logs_in_uploads_exports_and_media_stay_private(tmp_path, share
                 analyse.click()
                 page.get_by_text("Added to the history of").wait_for(timeout=TIMEOUT_S * 1000)
                 page.screenshot(path=str(shots / "login_upload_done.png"))
+                # The server streamed the browser's upload to one owner-only file, byte for byte (not memory).
+                [spooled] = list((data_dir / "tmp" / "uploads").iterdir())
+                assert spooled.read_bytes() == clip.read_bytes() and spooled.stat().st_mode & 0o777 == 0o600
                 src = page.locator("video[src*='/media/']").first.get_attribute("src")
                 media = urllib.parse.urlsplit(urllib.parse.urljoin(page.url, src)).path
 
@@ -129,7 +132,7 @@ def test_chromium_logs_in_uploads_exports_and_media_stay_private(tmp_path, share
     # Folders carry ids, not the pseudonym or the clip's name; the upload's temporary copy is gone.
     names = [p.name for p in data_dir.rglob("*")]
     assert not any("HYPERLINK" in n or clip.stem in n for n in names), names
-    assert not any((data_dir / "tmp").iterdir())
+    assert not any(p.is_file() for p in (data_dir / "tmp").rglob("*"))
     assert bs.private_mode_problems(data_dir) == [], log[-2000:]
     # The audit trail knows who did what.
     with Store(data_dir) as store:

@@ -74,6 +74,38 @@ def test_only_the_newest_frame_is_processed_and_the_real_rate_is_measured(model,
     assert snap.anonymization  # the pipeline said how it blurred the face
 
 
+def test_submit_never_waits_for_the_model_and_keeps_at_most_one_frame_waiting(model, frames):
+    """Frames handed over far faster than the pipeline processes them: none piles up, the newest wins."""
+    import time
+    import weakref
+
+    live = LiveSession()  # the real clock: a processing thread runs beside this one
+    live.configure(Pipeline(model, RuntimeSettings(), "squat"), ("left_knee_flexion",))
+    submitted, most_alive, refs = 400, 0, []
+    for i in range(submitted):
+        frame = frames[i % len(frames)].copy()  # a new array each time, as decoded camera frames are
+        refs.append(weakref.ref(frame))
+        out = live.submit(1, frame)
+        assert out.shape == frame.shape and out.dtype == np.uint8
+        del frame
+        # Alive: the one waiting, the one being processed (and the pipeline's hold on it); never a queue.
+        most_alive = max(most_alive, sum(r() is not None for r in refs))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and live._worker is not None:  # the thread ends once idle
+        time.sleep(0.1)
+    snap = live.snapshot()
+    print(f"submitted {submitted}, processed {snap.frames_processed}, at most {most_alive} frames alive")
+    assert most_alive <= 3
+    assert snap.frames_received == submitted and 1 <= snap.frames_processed < submitted
+    assert snap.frames_dropped == submitted - snap.frames_processed
+    # The newest frame was processed last, and what goes back now is that processed picture, not a blur.
+    processed = live.submit(1, frames[0])
+    assert _detail(processed) > 0.5 * _detail(frames[0])
+    live.stream_ended()
+    # A new stream does not start with the old stream's picture: blurred until its own frame is processed.
+    assert _detail(live.submit(1, frames[1])) < 0.2 * _detail(frames[1])
+
+
 def test_recording_keeps_real_time_and_writes_video_table_and_summary(model, frames, tmp_path):
     clock = Clock()
     live = _live(model, clock)
@@ -97,6 +129,30 @@ def test_recording_keeps_real_time_and_writes_video_table_and_summary(model, fra
     assert list(pd.read_parquet(result.frames_csv.with_suffix(".parquet")).columns) == list(table.columns)
     summary = json.loads(result.summary_json.read_text())
     assert summary["frames"] == 20 and summary["pseudonym"] == "P-1" and summary["exercise"] == "squat"
+
+
+def test_a_camera_that_lowers_its_resolution_mid_recording_keeps_the_video_going(model, frames, tmp_path):
+    """Chromium sends 480x360 instead of 640x480 when its machine is busy: the video keeps its first size."""
+    import cv2
+
+    from rehab.app.live_session import fit_frame
+
+    clock = Clock()
+    live = _live(model, clock)
+    live.start_recording(tmp_path, "squat", info={})
+    first = frames[0].shape
+    for i, frame in enumerate(frames[:12]):
+        if i >= 6:
+            frame = cv2.resize(frame, (frame.shape[1] * 3 // 4, frame.shape[0] * 3 // 4))
+        live.process(1, frame)
+        clock.t += FRAME_INTERVAL_S
+    result = live.stop_recording()
+    assert result.error is None and result.frames == 12
+    decoded = read_frames(result.video_path)
+    assert len(decoded) == result.video_frames and {f.shape for f in decoded} == {first}
+    # Another aspect is letterboxed, not stretched.
+    wide = fit_frame(np.full((10, 40, 3), 255, np.uint8), (20, 20))
+    assert wide.shape == (20, 20, 3) and wide[0].max() == 0 and wide[10].min() == 255
 
 
 def test_a_stream_that_ends_while_recording_still_saves_it(model, frames, tmp_path):

@@ -36,6 +36,8 @@ MB = 1024 * 1024
 # Rejected uploads: five bodies of this size each, as in the issue.
 REJECTED_UPLOAD_BYTES = 20 * MB
 REJECTED_UPLOADS = 5
+# Accepted uploads (each just under the limit), streamed to disk.
+ACCEPTED_UPLOADS = 5
 # Server memory may move a little with any request (logging, allocator); a buffered body would add 20+ MB.
 RSS_GROWTH_LIMIT_KB = 8 * 1024
 # Short login lifetime of the second server, to see a cookie expire.
@@ -215,6 +217,75 @@ def _run_page(server: Server, cookie: str, page: str = "history") -> str:
     return asyncio.run(run())
 
 
+class OpenPage:
+    """A browser tab's websocket held open in a thread: the page script has run once and its Streamlit
+    session stays active (uploads are accepted only into an active session) until the block ends."""
+
+    def __init__(self, server: Server, cookie: str, page: str = "video") -> None:
+        import threading
+
+        self.server, self.cookie, self.page = server, cookie, page
+        self.session_id: str | None = None
+        self.messages: list = []
+        self._ready, self._stop = threading.Event(), threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> OpenPage:
+        self._thread.start()
+        if not self._ready.wait(SCRIPT_RUN_TIMEOUT_S) or self.session_id is None:
+            raise AssertionError(f"the page script did not finish: {self._error!r}")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def rerun(self, widget_states=None) -> None:
+        """Run the page script again (with these widget states) and wait for it to finish."""
+        self._ready.clear()
+        self._rerun_request = widget_states
+        if not self._ready.wait(SCRIPT_RUN_TIMEOUT_S * 3):
+            raise AssertionError("the page script did not finish")
+
+    _rerun_request = None
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._session())
+        except BaseException as err:  # reported by __enter__ / rerun
+            self._error = err
+            self._ready.set()
+
+    async def _session(self) -> None:
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        async with _ws_connect(self.server, self.cookie) as ws:
+            back = BackMsg()
+            back.rerun_script.page_name = self.page
+            await ws.send(back.SerializeToString())
+            while not self._stop.is_set():
+                if self._rerun_request is not None:
+                    back = BackMsg()
+                    back.rerun_script.page_name = self.page
+                    back.rerun_script.widget_states.CopyFrom(self._rerun_request)
+                    self._rerun_request = None
+                    await ws.send(back.SerializeToString())
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), 0.2)
+                except asyncio.TimeoutError:
+                    continue
+                msg = ForwardMsg()
+                msg.ParseFromString(raw)
+                self.messages.append(msg)
+                kind = msg.WhichOneof("type")
+                if kind == "new_session":
+                    self.session_id = msg.new_session.initialize.session_id
+                if kind == "script_finished" and self.session_id:
+                    self._ready.set()
+
+
 def test_websocket_needs_a_session_and_resumes_only_its_own(server):
     assert _ws_refused(server, None) == 403
     assert _ws_refused(server, f"{COOKIE_NAME}=forged.value") == 403
@@ -302,6 +373,72 @@ def _push_upload(server: Server, path: str, size: int, cookie: str | None = None
     return status, sent
 
 
+XSRF_COOKIE = "_streamlit_xsrf"
+# Any well-formed token does: Streamlit compares the cookie with the header (double submit), as a browser sends.
+XSRF_TOKEN = "2|01020304|" + "ab" * 16 + "|1700000000"
+BOUNDARY = "rehab-test-boundary"
+
+
+def upload_parts(file_name: str = "clip.mp4", content_type: str = "video/mp4") -> tuple[bytes, bytes]:
+    """The multipart framing around one file, as Streamlit's frontend sends it: (head, tail)."""
+    head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{file_name}\"\r\n"
+            f"Content-Type: {content_type}\r\n\r\n").encode()
+    return head, f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+def upload(server: Server, path: str, size: int | None = None, cookie: str | None = None, *,
+           content: bytes | None = None, chunked: bool = False, file_name: str = "clip.mp4",
+           declared_length: int | None = None, stop_after: int | None = None) -> tuple[int | None, int, bytes]:
+    """PUT one file as a browser does (multipart, XSRF cookie and header), streamed from a socket.
+
+    ``size`` bytes of noise, or ``content``; ``chunked`` sends it with Transfer-Encoding: chunked and no
+    Content-Length; ``stop_after`` closes the connection after that many file bytes (a client gone mid-upload).
+    Returns (status or None, file bytes the server took before answering or closing, the reply's body).
+    """
+    head, tail = upload_parts(file_name)
+    total = len(content) if content is not None else size
+    noise = os.urandom(256 * 1024)
+    headers = [f"PUT {path} HTTP/1.1", f"Host: 127.0.0.1:{server.port}", f"X-Xsrftoken: {XSRF_TOKEN}",
+               f"Content-Type: multipart/form-data; boundary={BOUNDARY}"]
+    cookies = [f"{XSRF_COOKIE}={XSRF_TOKEN}", *([cookie] if cookie else [])]
+    headers.append("Cookie: " + "; ".join(cookies))
+    if chunked:
+        headers.append("Transfer-Encoding: chunked")
+    else:
+        headers.append(f"Content-Length: {declared_length if declared_length is not None else len(head) + total + len(tail)}")
+
+    def frame(data: bytes) -> bytes:
+        return f"{len(data):x}\r\n".encode() + data + b"\r\n" if chunked else data
+
+    sent = 0
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(("\r\n".join(headers) + "\r\n\r\n").encode())
+        try:
+            sock.sendall(frame(head))
+            while sent < total and (stop_after is None or sent < stop_after):
+                end = min(total, sent + len(noise), stop_after if stop_after is not None else total)
+                piece = content[sent:end] if content is not None else noise[: end - sent]
+                sock.sendall(frame(piece))
+                sent = end
+            if stop_after is not None:
+                return None, sent, b""
+            sock.sendall(frame(tail) + (b"0\r\n\r\n" if chunked else b""))
+        except OSError:
+            pass  # the server answered and closed the connection: the rest was never read
+        try:
+            reply = b""
+            while b"\r\n\r\n" not in reply:
+                data = sock.recv(4096)
+                if not data:
+                    break
+                reply += data
+            text = reply.decode("latin-1")
+            status = int(text.split()[1]) if text.startswith("HTTP/") else None
+        except OSError:
+            status, reply = None, b""
+    return status, sent, reply.split(b"\r\n\r\n", 1)[-1]
+
+
 def test_rejected_uploads_are_not_buffered(server):
     pid = server.server_pid()
     _push_upload(server, "/_stcore/upload_file/s/warm-up", MB)
@@ -329,10 +466,94 @@ def test_uploads_go_only_to_the_logins_own_session_and_within_the_limit(server):
     assert _push_upload(server, path, MB, cookie=bob)[0] == 403
     assert _request(server, "DELETE", path, headers={"Cookie": bob})[0] == 403  # nor remove alice's file
     assert _push_upload(server, path, MB)[0] == 401
-    # Within the limit, alice's upload passes the gateway and reaches Streamlit's handler, which then asks
-    # for the XSRF token that a browser has (so a bare client is refused there, with Streamlit's message).
+    # Within the limit, alice's upload passes the login checks; the upload handler then asks for the XSRF
+    # token that a browser has (as Streamlit's own route would), so a bare client is refused.
     status, _, body = _request(server, "PUT", path, body=b"x" * 1024, headers={"Cookie": alice})
     assert status == 403 and b"XSRF" in body, (status, body)
+
+
+def _spooled(server: Server) -> list[Path]:
+    folder = server.data_dir / "tmp" / "uploads"
+    return sorted(folder.iterdir()) if folder.is_dir() else []
+
+
+def _wait_for(condition, timeout_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return condition()
+
+
+def test_accepted_uploads_are_streamed_to_disk_not_kept_in_memory(server):
+    """Streamlit's own route keeps each accepted file in memory for the session; here it goes to disk."""
+    import hashlib
+
+    cookie = _cookie(server)
+    pid = server.server_pid()
+    with OpenPage(server, cookie) as page:
+        path = f"/_stcore/upload_file/{page.session_id}"
+        assert upload(server, f"{path}/warm-up", MB, cookie)[0] == 204
+        before_kb = _rss_kb(pid)
+        contents = [os.urandom(MAX_UPLOAD_MB * MB - 1024) for _ in range(ACCEPTED_UPLOADS)]
+        replies = [upload(server, f"{path}/file-{i}", cookie=cookie, content=c) for i, c in enumerate(contents)]
+        after_kb = _rss_kb(pid)
+        print(f"accepted uploads: {[r[0] for r in replies]}; server RSS {before_kb} -> {after_kb} kB for "
+              f"{sum(map(len, contents)) / MB:.1f} MB uploaded")
+        assert [r[0] for r in replies] == [204] * ACCEPTED_UPLOADS, replies
+        assert after_kb - before_kb < RSS_GROWTH_LIMIT_KB
+        files = _spooled(server)
+        assert len(files) == ACCEPTED_UPLOADS + 1
+        # Owner-only, named by a random id with the video's suffix (nothing the client sent), byte for byte.
+        assert all(p.stat().st_mode & 0o777 == 0o600 and p.suffix == ".mp4" and "file" not in p.name for p in files)
+        digests = {hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+        assert {hashlib.sha256(c).hexdigest() for c in contents} <= digests
+        # The widget's remove button (Streamlit's DELETE route) removes the file from disk too.
+        xsrf = {"Cookie": f"{cookie}; {XSRF_COOKIE}={XSRF_TOKEN}", "X-Xsrftoken": XSRF_TOKEN}
+        assert _request(server, "DELETE", f"{path}/file-0", headers=xsrf)[0] == 204
+        assert len(_spooled(server)) == ACCEPTED_UPLOADS
+        # An upload without Content-Length (chunked) is counted as it arrives and accepted within the limit.
+        assert upload(server, f"{path}/chunked", MB, cookie, chunked=True)[0] == 204
+        assert len(_spooled(server)) == ACCEPTED_UPLOADS + 1
+    # Logging out ends the login's browser sessions, and their files go with them.
+    assert _request(server, "GET", "/logout", headers={"Cookie": cookie})[0] == 303
+    assert _wait_for(lambda: not _spooled(server)), _spooled(server)
+
+
+def test_bad_and_oversize_uploads_from_a_session_are_stopped_and_leave_nothing(server):
+    cookie = _cookie(server)
+    pid = server.server_pid()
+    with OpenPage(server, cookie) as page:
+        path = f"/_stcore/upload_file/{page.session_id}"
+        assert upload(server, f"{path}/warm-up", MB, cookie)[0] == 204
+        kept = _spooled(server)
+        before_kb = _rss_kb(pid)
+        huge = 20 * MAX_UPLOAD_MB * MB
+        # No Content-Length to refuse it by: the bytes received are counted and the upload stopped at the limit.
+        status, sent, body = upload(server, f"{path}/chunked-huge", huge, cookie, chunked=True)
+        print(f"chunked {huge // MB} MB upload: {status} {body!r} after {sent / MB:.1f} MB sent")
+        assert status == 413 and b"limit" in body
+        # The server stopped reading near the limit (the rest of what was sent sat in socket buffers).
+        assert sent < huge / 2, sent
+        # A declared length over the limit: refused before any of the body is read.
+        status, sent, _ = upload(server, f"{path}/declared-huge", huge, cookie)
+        assert status == 413 and sent < huge / 2
+        # A false, small Content-Length: the server reads only that much, so the file is incomplete.
+        assert upload(server, f"{path}/lying", MB, cookie, declared_length=1000)[0] == 400
+        # A client gone mid-upload, a body that is not multipart, two files in one body: refused, nothing kept.
+        assert upload(server, f"{path}/gone", 4 * MB, cookie, stop_after=2 * MB)[0] is None
+        xsrf = {"Cookie": f"{cookie}; {XSRF_COOKIE}={XSRF_TOKEN}", "X-Xsrftoken": XSRF_TOKEN}
+        assert _request(server, "PUT", f"{path}/plain", b"x" * 100, {**xsrf, "Content-Type": "text/plain"})[0] == 400
+        head, tail = upload_parts()
+        two = head + b"a" + b"\r\n" + head + b"b" + tail
+        assert _request(server, "PUT", f"{path}/two", two,
+                        {**xsrf, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})[0] == 400
+        # Into a browser session that is not open (any more): refused, as Streamlit would.
+        assert upload(server, f"/_stcore/upload_file/{page.session_id}x/f", MB, cookie)[0] == 403
+        assert _wait_for(lambda: _spooled(server) == kept), _spooled(server)
+        assert _rss_kb(pid) - before_kb < RSS_GROWTH_LIMIT_KB
+        assert "Traceback" not in server.log()
 
 
 def test_failed_logins_are_slowed_and_locked_out(tmp_path):

@@ -1,6 +1,6 @@
 """Live session page: the webcam through the shared pipeline, live angles, repetitions, range of motion, recording.
 
-The WebRTC frame callback (streamlit-webrtc's worker thread) only calls LiveSession.process; everything it
+The WebRTC frame callback (streamlit-webrtc's worker thread) only calls LiveSession.submit; everything it
 learns reaches this page through LiveSession.snapshot(), read by a fragment that refreshes itself.
 """
 
@@ -17,7 +17,7 @@ import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 from rehab.analysis.exercises import EXERCISES
-from rehab.app import common
+from rehab.app import common, frame_relay
 from rehab.app.live_session import LiveSession, LiveSnapshot, RecordingResult
 from rehab.outputs import store_repetitions
 from rehab.pipeline import Pipeline
@@ -36,10 +36,9 @@ STALL_AFTER_S = 3.0
 ANGLE_SLIDER_MAX_DEG = 180
 # Whole chart, axes included; the legend sits inside the plot (above the usual angles) to save room.
 CHART_HEIGHT_PX = 260
-# The camera is asked for at most the recording's rate. streamlit-webrtc relays the camera to the frame
-# callback through an unbounded queue of decoded frames, drained only as fast as the server keeps up; at 30 fps
-# on two busy cores the server fell behind and its memory grew ~1.5 MB/s (benchmarks/README.md, "Long
-# sessions"). Only the newest frame is processed anyway, and recordings are written at RECORD_FPS.
+# The camera is asked for at most the recording's rate: only the newest frame is processed anyway, and
+# recordings are written at RECORD_FPS. (Frames the server cannot keep up with are dropped in bounded queues,
+# rehab/app/frame_relay.py; at 30 fps on two busy cores they used to pile up at ~1.5 MB/s, benchmarks/README.md.)
 CAMERA_MAX_FPS = 15
 CAMERA_CONSTRAINTS = {"video": {"width": {"ideal": 640}, "height": {"ideal": 480},
                                 "frameRate": {"ideal": CAMERA_MAX_FPS, "max": CAMERA_MAX_FPS}},
@@ -247,11 +246,14 @@ def render() -> None:
         st.session_state[CONFIG_KEY] = config
 
     async def on_frames(frames: list[av.VideoFrame]) -> list[av.VideoFrame]:
-        # streamlit-webrtc's worker thread: no st.* here. Only the newest frame is processed.
+        # streamlit-webrtc's worker thread: no st.* here. Only the newest frame is processed, on the session's
+        # own thread; this returns the newest processed image without waiting for it.
         image = frames[-1].to_ndarray(format="bgr24")
-        out = live.process(len(frames), image)
+        out = live.submit(len(frames), image)
         return [av.VideoFrame.from_ndarray(np.ascontiguousarray(out), format="bgr24")]
 
+    # Bounded frame queues between the camera and this callback (rehab/app/frame_relay.py), before any stream.
+    frame_relay.install()
     for finished in live.take_finished():
         _register(settings, finished)
 

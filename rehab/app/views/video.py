@@ -65,8 +65,15 @@ def _num(value) -> float:
 
 def _analyse(upload, settings, model, runtime, exercise, pseudonym: str | None) -> UploadResult:
     name = upload.name
-    if upload.size > settings.max_upload_bytes:
-        return UploadResult(name, error=f"{name} is {upload.size / MB:.1f} MB, over the upload limit of "
+    # Through `rehab app`, the bytes are on disk (the server streamed them there) and the widget's file is
+    # an empty record; otherwise (AppTest) they come with it.
+    spooled = common.spooled_upload(upload)
+    size = spooled.size_bytes if spooled is not None else upload.size
+    if spooled is None and upload.size == 0 and common.gateway_active():
+        return UploadResult(name, error=f"{name} is no longer on the server (removed, or the server restarted). "
+                                        "Upload it again.")
+    if size > settings.max_upload_bytes:
+        return UploadResult(name, error=f"{name} is {size / MB:.1f} MB, over the upload limit of "
                                         f"{settings.max_upload_mb} MB (app setting max_upload_mb / "
                                         "REHAB_APP_MAX_UPLOAD_MB). Trim or compress the video and try again.")
     out_dir = common.new_output_dir(settings, "videos")
@@ -77,11 +84,15 @@ def _analyse(upload, settings, model, runtime, exercise, pseudonym: str | None) 
         bar.progress(fraction, text=f"{name}: {done} of {expected or '?'} frames")
 
     options = BatchOptions(exercise=exercise.name if exercise else None, settings=runtime)
-    # The upload (faces unblurred) lives only in a temporary file in the data folder's owner-only tmp/, removed
-    # on success, error and a stopped script alike; only anonymised outputs are kept.
+    # The upload (faces unblurred) lives only in the data folder's owner-only tmp/: streamed there by the server
+    # and removed with the widget's file or the browser session (rehab.app.uploads), or, without it, copied to
+    # a temporary folder removed on success, error and a stopped script alike. Only anonymised outputs are kept.
     with tempfile.TemporaryDirectory(prefix="upload-", dir=common.private_temp_dir(settings)) as tmp:
-        source = Path(tmp) / f"upload{Path(name).suffix.lower() or '.mp4'}"
-        source.write_bytes(upload.getbuffer())
+        if spooled is not None:
+            source = spooled.path  # removed with the widget's file (rehab.app.uploads), not here
+        else:
+            source = Path(tmp) / f"upload{Path(name).suffix.lower() or '.mp4'}"
+            source.write_bytes(upload.getbuffer())
         try:
             process_video(source, out_dir, model, options, progress, threads=settings.threads, source_name=name)
         except (VideoError, OutputFolderError, OSError, ValueError) as err:

@@ -77,11 +77,16 @@ class Exercise:
         return tuple(side_of(a) for a in self.angles)
 
     @property
-    def angle_label(self) -> str:
-        """The primary angle in words, without its side: "knee flexion", "shoulder abduction"."""
+    def angle_base(self) -> str:
+        """The primary angle's name without its side: "knee_flexion", "shoulder_abduction"."""
         first = self.angles[0]
         side = side_of(first)
-        return (first[len(side) + 1:] if side in SIDES else first).replace("_", " ")
+        return first[len(side) + 1:] if side in SIDES else first
+
+    @property
+    def angle_label(self) -> str:
+        """The primary angle in words, without its side: "knee flexion", "shoulder abduction"."""
+        return self.angle_base.replace("_", " ")
 
     @property
     def active_high(self) -> bool:
@@ -170,7 +175,7 @@ def describe_repetition(exercise: Exercise) -> str:
     "at rest the knees are bent less than 30 deg; a repetition bends them past 60 deg and straightens them
     back to less than 30 deg, in at least 0.6 s". Reversed exercises (the active phase at low angles, like
     sit to stand) read the right way round: at rest the knees are bent more than 60 deg."""
-    base = exercise.angles[0].split("_", 1)[1] if side_of(exercise.angles[0]) in SIDES else exercise.angles[0]
+    base = exercise.angle_base
     move = _MOVEMENTS.get(base) or _Movement(f"the {base.replace('_', ' ')}", f"the {base.replace('_', ' ')}",
                                              "at", "takes", "brings back")
     plural = exercise.bilateral

@@ -250,7 +250,7 @@ def test_low_presence_while_tracking_drops_the_person_and_searches_again():
     gone = pipe.process(frame(), 1 / 30)
     # the tracked region says nobody, and so does the search of the same frame
     assert not gone.person_found and gone.roi_reason.startswith("search") and gone.roi_reason.endswith("(track lost)")
-    assert model.calls[-2] == [model.calls[-2][0]] and len(model.calls[-1]) > 1  # the track, then the windows
+    assert len(model.calls[-2]) == 1 and len(model.calls[-1]) > 1  # the track's one crop, then the windows
     assert pipe.process(frame(), 2 / 30).roi_reason.startswith("search")
 
 

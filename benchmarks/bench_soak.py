@@ -3,6 +3,7 @@ server during a long live session in Chromium with a fake camera, sampled at int
 
     PYTHONPATH=. python benchmarks/bench_soak.py batch [--seconds 3600] [--size 96x160] [--interval 30]
     PYTHONPATH=. python benchmarks/bench_soak.py live --minutes 30 [--interval 30]     # as root (unshare -n)
+    PYTHONPATH=. python benchmarks/bench_soak.py report [--frames 3000 108000]          # the report phase alone
 
 `batch` generates the clip once (rehab.testclips' squatting figure, cached in out/benchmarks/soak/), runs the
 real command `rehab process CLIP --out DIR --exercise squat` as a child process and reads its VmRSS from
@@ -115,7 +116,17 @@ def soak_clip(seconds: float, size: str, fps: float) -> Path:
     return path
 
 
+def _report_started(out: Path) -> bool:
+    """True once the staged summary.json exists: the video is done and the report is being written."""
+    from rehab.outputs import SUMMARY_JSON
+    from rehab.video_job import STAGING_DIR
+
+    return any((out / STAGING_DIR).glob(f"*/{SUMMARY_JSON}"))
+
+
 def run_batch_soak(args) -> dict:
+    """RSS every interval; between samples it is polled every 0.2 s, so each sample also carries the largest
+    RSS since the previous one, and the samples after the staged summary.json appears are the report phase."""
     clip = args.clip or soak_clip(args.seconds, args.size, args.fps)
     out = SOAK_DIR / "batch_out"
     # The console script as installed (rehab.cli has no __main__), run by this interpreter.
@@ -124,19 +135,76 @@ def run_batch_soak(args) -> dict:
     print("running:", " ".join(command), flush=True)
     t0 = time.monotonic()
     log_path = SOAK_DIR / "batch.log"
+    samples, phase, report_t = [], "video", None
     with log_path.open("w") as log:
         child = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-        samples = []
         while child.poll() is None:
-            samples.append(_sample(t0, rss_bytes(child.pid)))
+            peak = rss = rss_bytes(child.pid)
             deadline = time.monotonic() + args.interval
             while child.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.2)
+                rss = rss_bytes(child.pid) or rss
+                peak = max(peak, rss)
+                if phase == "video" and _report_started(out):
+                    phase, report_t = "report", round(time.monotonic() - t0, 1)
+                    break
+            samples.append(_sample(t0, rss, peak_mb=round(peak / MB, 1), phase=phase))
     summary_path = next(out.glob("*/summary.json"), None)
     frames = json.loads(summary_path.read_text())["processing"]["frames"] if summary_path else None
-    return {"what": "batch", "command": " ".join(command), "clip": str(clip), "exit_code": child.returncode,
-            "frames": frames, "elapsed_s": round(time.monotonic() - t0, 1), "interval_s": args.interval,
-            "samples": samples, **growth(samples, args.warmup_s), "log_tail": log_path.read_text()[-1500:]}
+    video = [s for s in samples if s["phase"] == "video"]
+    report = [s for s in samples if s["phase"] == "report"]
+    result = {"what": "batch", "command": " ".join(command), "clip": str(clip), "exit_code": child.returncode,
+              "frames": frames, "elapsed_s": round(time.monotonic() - t0, 1), "interval_s": args.interval,
+              "samples": samples, **growth(video, args.warmup_s), "report_started_s": report_t,
+              "log_tail": log_path.read_text()[-1500:]}
+    if report and video:
+        # A fixed cost paid once per process (matplotlib and the angle columns), not growth: `report` measures it.
+        result["report_phase_peak_mb"] = max(s["peak_mb"] for s in report)
+        result["report_phase_over_video_end_mb"] = round(result["report_phase_peak_mb"] - video[-1]["rss_mb"], 1)
+    return result
+
+
+def run_report_cost(args) -> dict:
+    """The report phase in this process: RSS before and after writing report.html and report.pdf for a short
+    and a long frames table, then for many reports in a row (what a batch worker does video after video)."""
+    import gc
+
+    import numpy as np
+    import pandas as pd
+
+    from rehab.report import write_html, write_pdf
+
+    def rss_mb() -> float:
+        return round(rss_bytes(os.getpid()) / MB, 1)
+
+    # A real summary.json: a 10-second squat clip through the real command, in a child process.
+    out = SOAK_DIR / "report_out"
+    clip = soak_clip(10.0, "96x160", 30.0)
+    subprocess.run([sys.executable, str(Path(sys.executable).with_name("rehab")), "process", str(clip), "--out",
+                    str(out), "--exercise", "squat", "--force", "--no-progress"], cwd=REPO, check=True,
+                   stdout=subprocess.DEVNULL)
+    summary = json.loads(next(out.glob("*/summary.json")).read_text())
+    angles = list(summary["angles"])
+
+    def table(n: int) -> pd.DataFrame:
+        t = np.arange(n) / 30.0
+        return pd.DataFrame({"time_s": t, **{f"{a}_deg": 110 + 40 * np.sin(t / 3 + i) for i, a in enumerate(angles)}})
+
+    SOAK_DIR.mkdir(parents=True, exist_ok=True)
+    rows, base = [], rss_mb()
+    for n in args.frames:
+        frames = table(n)
+        with_table = rss_mb()
+        for i in range(args.reports):
+            write_html(SOAK_DIR / "report.html", summary, frames, video_file="annotated.mp4")
+            write_pdf(SOAK_DIR / "report.pdf", summary, frames)
+            gc.collect()
+            if i in (0, 1, args.reports - 1):
+                rows.append({"frames": n, "report": i + 1, "rss_mb": rss_mb(), "rss_with_table_mb": with_table})
+                print(rows[-1], flush=True)
+        del frames
+        gc.collect()
+    return {"what": "report", "rss_at_start_mb": base, "rows": rows}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -261,6 +329,10 @@ def main(argv: list[str] | None = None) -> int:
     live.add_argument("--interval", type=float, default=30.0)
     live.add_argument("--json", type=Path, default=None)
     live.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    report = sub.add_parser("report", help="the report phase's memory in this process, short vs long tables")
+    report.add_argument("--frames", type=int, nargs="+", default=[3000, 108000])
+    report.add_argument("--reports", type=int, default=10, help="reports written in a row per table length")
+    report.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.what == "live" and not args.inside:
@@ -270,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
         return subprocess.run(["unshare", "-n", sys.executable, *sys.argv, "--inside"], cwd=REPO, env=env,
                               check=False).returncode
     conditions = machine()  # load average at the start
-    result = run_batch_soak(args) if args.what == "batch" else run_live_soak(args)
+    runners = {"batch": run_batch_soak, "live": run_live_soak, "report": run_report_cost}
+    result = runners[args.what](args)
     result["machine"] = conditions
     finish(result, args.json)
     summary = {k: v for k, v in result.items() if k not in ("samples", "log_tail", "machine")}

@@ -57,9 +57,10 @@ def checkpoint_metrics(config: Config, checkpoint: Mapping[str, Any]) -> dict[st
     if isinstance(checkpoint.get("metrics"), Mapping):
         return _jsonable(checkpoint["metrics"])
     best = checkpoint.get("best_metric")
-    # train/ tracks its validation metric (a percentage >= 0) when it validates, else -train_loss (< 0).
-    if config.data.val and isinstance(best, (int, float)) and math.isfinite(best) and best >= 0:
-        kind = getattr(config.eval, "val_metric", "pck")
+    kind = getattr(config.eval, "val_metric", "pck")
+    # train/ names what it kept the best of; older checkpoints held the validation metric (>= 0) or -train_loss.
+    name = checkpoint.get("best_metric_name", f"val_{kind}" if isinstance(best, (int, float)) and best >= 0 else "")
+    if config.data.val and name == f"val_{kind}" and isinstance(best, (int, float)) and math.isfinite(best):
         alpha = config.eval.pckh_alpha if kind == "pckh" else config.eval.pck_alpha
         return {f"val_{kind}@{alpha}": float(best), "val_sets": [dataclasses.asdict(s) for s in config.data.val],
                 "limb_joints_only": config.eval.limb_joints_only, "flip_test": False,

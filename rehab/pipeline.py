@@ -163,8 +163,8 @@ class Pipeline:
         s = self.settings
         scales = s.roi.search_window_scales if self.presence_min is not None else ()
         windows = search_windows(size, scales, s.roi.search_overlap)
-        poses = self.model.predict_batch([frame] * len(windows), windows) if len(windows) > 1 else [
-            self.model.predict(frame)]
+        poses = self.model.predict_batch_checked([frame] * len(windows), windows) if len(windows) > 1 else [
+            self.model.predict_checked(frame)]
         # The widest view that finds somebody wins (the whole frame first): a window cut through a person also
         # scores a high presence for the half it shows, and tracking from it would lose the legs. The windows
         # decide only when the wider views find nobody, and then the most present one wins.
@@ -177,7 +177,7 @@ class Pipeline:
         if s.roi.refine_bootstrap and not self._absent_reason(raw.presence):
             refined = roi_from_pose(raw.keypoints_px, raw.scores, size, s.roi, s.scores.joint_min_score)
             if not refined.bootstrap:
-                raw = self.model.predict(frame, bbox_xyxy=refined.box_xyxy)
+                raw = self.model.predict_checked(frame, bbox_xyxy=refined.box_xyxy)
                 region = RoiDecision(refined.box_xyxy, f"search: {where}, refined on its region")
         return raw, region
 
@@ -209,7 +209,7 @@ class Pipeline:
         if region.bootstrap and s.roi.enabled:
             raw, region = self._search(frame, (w, h))
         else:
-            raw = self.model.predict(frame, bbox_xyxy=region.box_xyxy)
+            raw = self.model.predict_checked(frame, bbox_xyxy=region.box_xyxy)
             if s.roi.enabled and s.roi.search_on_loss and self._absent_reason(raw.presence):
                 # The crop drifted off the person, or they left: look at the whole frame now, not next frame.
                 raw, found_at = self._search(frame, (w, h))

@@ -61,7 +61,7 @@ def fit(
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         _fail(exc)
         return
-    typer.echo(f"done: {result.epochs_done} epochs, best metric {result.best_metric:.3f}, "
+    typer.echo(f"done: {result.epochs_done} epochs, best {result.best_metric_name} {result.best_metric:.4g}, "
                f"checkpoints in {result.run_dir}")
 
 

@@ -2,7 +2,8 @@
 
 A run directory holds config.yaml (the resolved config), log.csv (one row per epoch; the configured
 eval.val_metric in val_pck and pck_<joint> (PCK@0.2) or val_pckh and pckh_<joint> (PCKh@0.5)), last.pt and best.pt
-(model, optimizer, scheduler, epoch, RNG states, resolved config, best metric) and, when the tensorboard
+(model, optimizer, scheduler, epoch, RNG states, resolved config, the best value of what best.pt is chosen by:
+val_pck or val_pckh when the run validates, else train_loss) and, when the tensorboard
 package is installed, TensorBoard event files. Resuming loads last.pt and continues with the next epoch;
 samples and shuffling depend only on (seed, epoch), so a resumed run matches an uninterrupted one.
 """
@@ -17,6 +18,7 @@ import os
 import random
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,10 +74,11 @@ class EpochStats:
 class FitResult:
     run_dir: Path
     epochs_done: int
-    best_metric: float
+    best_metric: float  # the value of best_metric_name in its own units (PCK %, or the training loss)
     last_checkpoint: Path
     best_checkpoint: Path
     weights_digest: str = ""  # sha256 of the final parameters: equal on every DDP rank when in sync
+    best_metric_name: str = ""  # val_pck or val_pckh when the run validates, else train_loss
 
 
 def select_device(name: str) -> torch.device:
@@ -170,8 +173,37 @@ def _tensorboard(run_dir: Path, enabled: bool):
     return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
 
+TRAIN_LOSS = "train_loss"
+
+
+def selection_metric(cfg: Config, validates: bool) -> str:
+    """What best.pt keeps the best of: the validation metric (higher is better) when the run validates, else the
+    training loss (lower is better)."""
+    return f"val_{cfg.eval.val_metric}" if validates else TRAIN_LOSS
+
+
+def is_better(name: str, value: float, best: float) -> bool:
+    if math.isnan(best):
+        return True
+    return value < best if name == TRAIN_LOSS else value > best
+
+
+def checkpoint_best(ckpt: Mapping, name: str) -> float:
+    """The best value of ``name`` a checkpoint recorded, NaN when it tracked something else. Checkpoints from
+    before best_metric_name held the validation metric, or -train_loss (< 0) in runs without validation."""
+    value = float(ckpt.get("best_metric", math.nan))
+    recorded = ckpt.get("best_metric_name")
+    if recorded is None and math.isfinite(value):
+        recorded, value = (TRAIN_LOSS, -value) if value < 0 else (name if name != TRAIN_LOSS else "", value)
+    if recorded != name:
+        logger.info("the checkpoint kept the best %s; this run keeps the best %s and starts that afresh",
+                    recorded or "(unknown)", name)
+        return math.nan
+    return value
+
+
 def save_checkpoint(path: Path, model, optimizer, scheduler, scaler, epoch: int, cfg: Config, best_metric: float,
-                    extra: dict | None = None) -> None:
+                    best_metric_name: str, extra: dict | None = None) -> None:
     state = {
         "model": unwrap(model).state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -181,6 +213,7 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, scaler, epoch: int,
         "rng": rng_states(),
         "config": to_dict(cfg),
         "best_metric": best_metric,
+        "best_metric_name": best_metric_name,
         "torch_version": torch.__version__,
     }
     if extra:
@@ -350,20 +383,21 @@ def _fit(cfg: Config, run_dir: Path, device: torch.device, info: DistInfo, ckpt:
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.train.amp)
-    start_epoch, best_metric = 0, -math.inf
+    selection = selection_metric(cfg, val_ds is not None)
+    start_epoch, best_metric = 0, math.nan
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
         set_rng_states(ckpt["rng"])
-        start_epoch, best_metric = int(ckpt["epoch"]) + 1, float(ckpt["best_metric"])
+        start_epoch, best_metric = int(ckpt["epoch"]) + 1, checkpoint_best(ckpt, selection)
         # The epoch count or the milestones may have changed on resume; the schedule follows the resolved
         # config, including a milestone moved to (or before) the epoch the run resumes at.
         if isinstance(scheduler, torch.optim.lr_scheduler.MultiStepLR):
             scheduler.milestones = Counter(cfg.optim.scaled_milestones)
         set_scheduled_lr(optimizer, scheduler, cfg, start_epoch)
-        logger.info("resumed after epoch %d (best metric %.3f)", start_epoch, best_metric)
+        logger.info("resumed after epoch %d (best %s %.4g)", start_epoch, selection, best_metric)
     if info.enabled:
         model = DistributedDataParallel(model, device_ids=[info.local_rank] if device.type == "cuda" else None)
 
@@ -393,8 +427,8 @@ def _fit(cfg: Config, run_dir: Path, device: torch.device, info: DistInfo, ckpt:
                "images_per_s": round(stats.images_per_s, 2),
                "data_fraction": round(stats.data_seconds / max(stats.seconds, 1e-9), 4),
                "epoch_seconds": round(stats.seconds, 1), **stats.loss_parts}
-        # What best.pt keeps the best of: the validation metric (%) in an epoch that validates, else -train_loss.
-        selection_score = -stats.train_loss
+        # An epoch that does not validate in a run that does cannot compete for best.pt.
+        score = stats.train_loss if selection == TRAIN_LOSS else None
         val_key = f"val_{cfg.eval.val_metric}"
         if info.is_main:
             if val_loader is not None and ((epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs):
@@ -406,7 +440,7 @@ def _fit(cfg: Config, run_dir: Path, device: torch.device, info: DistInfo, ckpt:
                     result = pckh_head(pred, joint_set, cfg.eval.pckh_alpha)
                 else:
                     result = pck_torso(pred, joint_set, cfg.eval.pck_alpha, cfg.eval.limb_joints_only)
-                selection_score = result.mean
+                score = result.mean
                 row.update({"val_loss": pred.mean_loss, val_key: round(result.mean, 3)})
                 row.update({f"{cfg.eval.val_metric}_{j}": round(float(v), 3)
                             for j, v in zip(joint_set.joints, result.per_joint)})
@@ -417,11 +451,12 @@ def _fit(cfg: Config, run_dir: Path, device: torch.device, info: DistInfo, ckpt:
                 for key, value in row.items():
                     if key != "epoch" and value != "":
                         tb.add_scalar(key, float(value), epoch + 1)
-            improved = selection_score > best_metric
-            best_metric = max(best_metric, selection_score)
-            save_checkpoint(run_dir / LAST, model, optimizer, scheduler, scaler, epoch, cfg, best_metric)
+            improved = score is not None and is_better(selection, score, best_metric)
             if improved:
-                save_checkpoint(run_dir / BEST, model, optimizer, scheduler, scaler, epoch, cfg, best_metric)
+                best_metric = score
+            save_checkpoint(run_dir / LAST, model, optimizer, scheduler, scaler, epoch, cfg, best_metric, selection)
+            if improved:
+                save_checkpoint(run_dir / BEST, model, optimizer, scheduler, scaler, epoch, cfg, best_metric, selection)
             logger.info("epoch %d/%d: loss %.3e, %s %s, %.1f img/s, data %.0f%% of the epoch time",
                         epoch + 1, cfg.train.epochs, stats.train_loss, val_key, row.get(val_key, "-"),
                         stats.images_per_s, 100 * row["data_fraction"])
@@ -429,7 +464,7 @@ def _fit(cfg: Config, run_dir: Path, device: torch.device, info: DistInfo, ckpt:
     if tb is not None:
         tb.close()
     return FitResult(run_dir, epoch + 1, best_metric, run_dir / LAST, run_dir / BEST,
-                     weights_digest(unwrap(model)))
+                     weights_digest(unwrap(model)), selection)
 
 
 def _presence_row(model: torch.nn.Module, loader: DataLoader, cfg: Config, device: torch.device) -> dict:

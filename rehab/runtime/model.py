@@ -280,16 +280,25 @@ class PoseModel:
 
         ``flip_test`` None uses the model's default (its metadata); flip testing doubles the cost.
         """
-        image = self._checked(image_bgr, "image")
+        return self.predict_checked(self._checked(image_bgr, "image"), bbox_xyxy, flip_test)
+
+    def predict_batch(self, images: Sequence[np.ndarray], boxes: Sequence | None = None,
+                      flip_test: bool | None = None) -> list[Pose]:
+        """One Pose per (image, box); ``boxes`` None or an entry None means the whole image."""
+        images = [self._checked(image, f"images[{i}]") for i, image in enumerate(images)]
+        return self.predict_batch_checked(images, boxes, flip_test)
+
+    def predict_checked(self, image: np.ndarray, bbox_xyxy=None, flip_test: bool | None = None) -> Pose:
+        """:meth:`predict` for an image its caller has already checked (rehab.runtime.image.as_bgr_frame)."""
         center, scale = person_center_scale(image.shape, bbox_xyxy, self.info)
         tensor, affine = preprocess(image, center, scale, self.info)
         hm, logits = self.outputs(tensor, flip_test)
         presence = None if logits is None else float(presence_probability(logits)[0])
         return postprocess(hm[0], affine, self.info, presence)
 
-    def predict_batch(self, images: Sequence[np.ndarray], boxes: Sequence | None = None,
-                      flip_test: bool | None = None) -> list[Pose]:
-        """One Pose per (image, box); ``boxes`` None or an entry None means the whole image."""
+    def predict_batch_checked(self, images: Sequence[np.ndarray], boxes: Sequence | None = None,
+                              flip_test: bool | None = None) -> list[Pose]:
+        """:meth:`predict_batch` for images their caller has already checked."""
         images = list(images)
         boxes = [None] * len(images) if boxes is None else list(boxes)
         if len(boxes) != len(images):
@@ -297,9 +306,8 @@ class PoseModel:
         poses: list[Pose] = []
         for start in range(0, len(images), MAX_BATCH):
             tensors, affines = [], []
-            for i in range(start, min(start + MAX_BATCH, len(images))):
-                image = self._checked(images[i], f"images[{i}]")
-                center, scale = person_center_scale(image.shape, boxes[i], self.info)
+            for image, box in zip(images[start:start + MAX_BATCH], boxes[start:start + MAX_BATCH]):
+                center, scale = person_center_scale(image.shape, box, self.info)
                 tensor, affine = preprocess(image, center, scale, self.info)
                 tensors.append(tensor)
                 affines.append(affine)

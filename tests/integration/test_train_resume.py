@@ -34,3 +34,7 @@ def test_resume_matches_an_uninterrupted_run(shared_dir, require_data, tmp_path)
     assert list(lb["epoch"]) == [1, 2]
     assert la["train_loss"].tolist() == lb["train_loss"].tolist()
     assert la["val_pck"].tolist() == lb["val_pck"].tolist()
+    # best.pt is chosen by the validation PCK, recorded under its name, equal to the best logged epoch.
+    best = torch.load(tmp_path / "split" / "best.pt", weights_only=False)
+    assert best["best_metric_name"] == b["best_metric_name"] == "val_pck"
+    assert round(best["best_metric"], 3) == max(lb["val_pck"])

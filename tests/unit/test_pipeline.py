@@ -40,7 +40,7 @@ class ScriptedModel:
         self.scores = scores or [np.full(LSP14.num_joints, 0.9, np.float32)] * len(keypoints)
         self.boxes: list = []
 
-    def predict(self, image_bgr: np.ndarray, bbox_xyxy=None) -> Pose:
+    def predict_checked(self, image_bgr: np.ndarray, bbox_xyxy=None) -> Pose:
         i = len(self.boxes)
         self.boxes.append(bbox_xyxy)
         return Pose(keypoints_px=self.keypoints[i], scores=self.scores[i], joint_names=LSP14.joints)
@@ -202,11 +202,11 @@ class PresenceModel:
         return Pose(self.person, np.full(14, 0.9, np.float32), LSP14.joints,
                     presence=0.95 if height >= 0.4 else 0.3)
 
-    def predict(self, image_bgr, bbox_xyxy=None) -> Pose:
+    def predict_checked(self, image_bgr, bbox_xyxy=None) -> Pose:
         self.calls.append([bbox_xyxy])
         return self._pose((image_bgr.shape[1], image_bgr.shape[0]), bbox_xyxy)
 
-    def predict_batch(self, images, boxes) -> list[Pose]:
+    def predict_batch_checked(self, images, boxes) -> list[Pose]:
         self.calls.append(list(boxes))
         return [self._pose((im.shape[1], im.shape[0]), b) for im, b in zip(images, boxes)]
 

@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from rehab.cli_help import Command
 from export.exporter import (
     DEFAULT_CALIBRATION_IMAGES,
     DEFAULT_EVAL_IMAGES,
@@ -25,7 +26,7 @@ from export.verify import VerificationError
 DEFAULT_THREADS = ExportOptions().threads
 
 app = typer.Typer(help="Export a training checkpoint to ONNX (verified against torch on real images).",
-                  add_completion=False, no_args_is_help=True)
+                  add_completion=False, no_args_is_help=True, rich_markup_mode=None)
 
 
 def _read_metrics(path: Optional[Path]) -> dict | None:
@@ -42,7 +43,7 @@ def _read_metrics(path: Optional[Path]) -> dict | None:
     return data
 
 
-@app.command()
+@app.command(cls=Command)
 def export(
     checkpoint: Path = typer.Argument(..., help="A train/ checkpoint (last.pt / best.pt)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="The .onnx file (default: CHECKPOINT.onnx)."),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,6 +30,11 @@ ENV_RUNTIME_SETTINGS = "REHAB_APP_RUNTIME_SETTINGS"
 ENV_THREADS = "REHAB_APP_THREADS"
 ENV_USERS_FILE = "REHAB_APP_USERS_FILE"
 ENV_SESSION_HOURS = "REHAB_APP_SESSION_HOURS"
+# Single sign-on with an OpenID Connect identity provider (rehab.app.sso): field name -> environment variable.
+SSO_ENV = {"sso_metadata_url": "REHAB_APP_SSO_METADATA_URL", "sso_client_id": "REHAB_APP_SSO_CLIENT_ID",
+           "sso_client_secret": "REHAB_APP_SSO_CLIENT_SECRET", "sso_redirect_uri": "REHAB_APP_SSO_REDIRECT_URI",
+           "sso_user_claim": "REHAB_APP_SSO_USER_CLAIM"}
+SSO_REQUIRED = ("sso_metadata_url", "sso_client_id", "sso_client_secret", "sso_redirect_uri")
 
 APP_DIR_NAME = "rehab-pose"
 # A login lasts one clinic shift; then the browser asks again.
@@ -60,6 +66,14 @@ class AppSettings:
     runtime_settings_path: Path | None = None
     # ONNX Runtime intra-op threads; None lets the model loader decide.
     threads: int | None = None
+    # Single sign-on (all four or none): the identity provider's .well-known/openid-configuration URL, this app's
+    # client id and secret there, and the redirect URI registered with it (https://HOST/auth/oidc/callback).
+    sso_metadata_url: str | None = None
+    sso_client_id: str | None = None
+    sso_client_secret: str | None = None
+    sso_redirect_uri: str | None = None
+    # The ID-token claim that names the user in the history's audit table.
+    sso_user_claim: str = "email"
 
     def __post_init__(self) -> None:
         if isinstance(self.max_upload_mb, bool) or not isinstance(self.max_upload_mb, int) or self.max_upload_mb < 1:
@@ -73,6 +87,39 @@ class AppSettings:
                 0 < self.session_hours <= MAX_SESSION_HOURS):
             raise ValueError(f"session_hours must be a number of hours in (0, {MAX_SESSION_HOURS:g}], "
                              f"got {self.session_hours!r}")
+        self._check_sso()
+
+    def _check_sso(self) -> None:
+        from rehab.app.sso import CALLBACK_PATH
+
+        given = {name: getattr(self, name) for name in SSO_REQUIRED}
+        for name, value in given.items():
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ValueError(f"{name} must be a non-blank text or unset, got {value!r}")
+        if not any(given.values()):
+            return
+        missing = [name for name, value in given.items() if not value]
+        if missing:
+            raise ValueError(f"single sign-on needs {', '.join(SSO_REQUIRED)} together; missing {', '.join(missing)}")
+        for name in ("sso_metadata_url", "sso_redirect_uri"):
+            url = urllib.parse.urlsplit(given[name])
+            if url.scheme != "https" and not (url.scheme == "http" and is_loopback(url.hostname)):
+                raise ValueError(f"{name} must be an https:// URL (http:// only on localhost), got {given[name]!r}")
+        if urllib.parse.urlsplit(given["sso_redirect_uri"]).path != CALLBACK_PATH:
+            raise ValueError(f"sso_redirect_uri must end in {CALLBACK_PATH} (this server's callback), "
+                             f"got {given['sso_redirect_uri']!r}")
+        if not isinstance(self.sso_user_claim, str) or not self.sso_user_claim.strip():
+            raise ValueError(f"sso_user_claim must name an ID-token claim, got {self.sso_user_claim!r}")
+
+    @property
+    def sso(self):
+        """rehab.app.sso.SsoConfig when single sign-on is configured, else None."""
+        if not self.sso_metadata_url:
+            return None
+        from rehab.app.sso import SsoConfig
+
+        return SsoConfig(self.sso_metadata_url, self.sso_client_id, self.sso_client_secret,  # type: ignore[arg-type]
+                         self.sso_redirect_uri, self.sso_user_claim)  # type: ignore[arg-type]
 
     @property
     def users_path(self) -> Path:
@@ -88,7 +135,7 @@ class AppSettings:
 
         An unusable users file counts as configured (never as "open"): starting refuses it with its error.
         """
-        if self.password:
+        if self.password or self.sso_metadata_url:
             return True
         from rehab.accounts import AuthError, read_users
 
@@ -141,6 +188,9 @@ class AppSettings:
             changes["anonymize_default"] = _bool_env(env, ENV_ANONYMIZE_DEFAULT)
         if env.get(ENV_SESSION_HOURS):
             changes["session_hours"] = _float_env(env, ENV_SESSION_HOURS)
+        for key, name in SSO_ENV.items():
+            if env.get(name, "").strip():
+                changes[key] = env[name].strip()
         try:
             return replace(self, **changes) if changes else self
         except ValueError as err:
@@ -161,6 +211,9 @@ class AppSettings:
         if self.users_file is not None:
             env[ENV_USERS_FILE] = str(self.users_file)
         env[ENV_SESSION_HOURS] = repr(float(self.session_hours))
+        for key, name in SSO_ENV.items():
+            if getattr(self, key) is not None and (key != "sso_user_claim" or self.sso_metadata_url):
+                env[name] = str(getattr(self, key))
         return env
 
 

@@ -12,33 +12,14 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from typer.core import TyperArgument, TyperCommand
 
 from rehab import batch_cli
+from rehab.cli_help import Command
 
 # Plain help (Click's layout): Rich markup would read "[train]" in a help text as a style tag and drop it.
 app = typer.Typer(help="Rehabilitation pose monitor.", no_args_is_help=True, add_completion=False,
                   rich_markup_mode=None)
 
-
-class Command(TyperCommand):
-    """A command whose help shows what each parameter takes by its metavar (DIR, NAME, N, PATH) only.
-
-    Typer labels every parameter with its Python type (``<bool>``, ``<path>``, ``<list[Path]>``); options
-    show their metavar instead when they have one, flags none, but arguments always get the label, so it
-    is turned off here for arguments that name what they take.
-    """
-
-    def get_params(self, ctx):
-        params = super().get_params(ctx)
-        for param in params:
-            if isinstance(param, TyperArgument) and param.metavar:
-                param.display_type_rich = _no_type_label
-        return params
-
-
-def _no_type_label(ctx) -> None:
-    return None
 
 _FORWARD = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
@@ -101,7 +82,8 @@ def app_command(
     raise typer.Exit(code)
 
 
-users = typer.Typer(help="Dashboard accounts (the users file; see README 'Accounts').", no_args_is_help=True)
+users = typer.Typer(help="Dashboard accounts (the users file; see README 'Accounts').", no_args_is_help=True,
+                    rich_markup_mode=None)
 app.add_typer(users, name="users")
 
 
@@ -121,7 +103,7 @@ _USERS_FILE_OPTION = typer.Option(None, "--users-file", help="Users file (defaul
                                                               "or REHAB_APP_USERS_FILE).")
 
 
-@users.command("add")
+@users.command("add", cls=Command)
 def users_add(
     name: str = typer.Argument(..., help="Account name (letters, digits, . _ -)."),
     users_file: Optional[Path] = _USERS_FILE_OPTION,
@@ -145,7 +127,7 @@ def users_add(
     typer.echo(f"{'added' if new else 'changed the password of'} {name} in {path}")
 
 
-@users.command("remove")
+@users.command("remove", cls=Command)
 def users_remove(name: str = typer.Argument(..., help="Account name."),
                  users_file: Optional[Path] = _USERS_FILE_OPTION) -> None:
     """Remove an account (its past entries stay in the audit trail)."""
@@ -160,7 +142,7 @@ def users_remove(name: str = typer.Argument(..., help="Account name."),
     typer.echo(f"removed {name} from {path}")
 
 
-@users.command("list")
+@users.command("list", cls=Command)
 def users_list(users_file: Optional[Path] = _USERS_FILE_OPTION) -> None:
     """List the accounts (names and dates only)."""
     from rehab.accounts import AuthError, read_users

@@ -11,10 +11,11 @@ from typing import Optional
 
 import typer
 
+from rehab.cli_help import Command
 from train.config import ConfigError, apply_overrides, load_config
 
 app = typer.Typer(help="Train, fine-tune, evaluate and plot the pose network.", no_args_is_help=True,
-                  add_completion=False)
+                  add_completion=False, rich_markup_mode=None)
 logger = logging.getLogger(__name__)
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file (train/configs/*.yaml)")
@@ -36,7 +37,7 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(code=2)
 
 
-@app.command()
+@app.command(cls=Command)
 def fit(
     config: Optional[Path] = ConfigOpt,
     set_: Optional[list[str]] = SetOpt,
@@ -65,7 +66,7 @@ def fit(
                f"checkpoints in {result.run_dir}")
 
 
-@app.command()
+@app.command(cls=Command)
 def finetune(
     config: Optional[Path] = ConfigOpt,
     set_: Optional[list[str]] = SetOpt,
@@ -88,7 +89,7 @@ def finetune(
     typer.echo(f"fine-tuned; before/after table in {result.summary_path}")
 
 
-@app.command()
+@app.command(cls=Command)
 def evaluate(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="a best.pt / last.pt"),
     data: Optional[list[str]] = typer.Option(
@@ -131,7 +132,7 @@ def evaluate(
     typer.echo(f"wrote {out}")
 
 
-@app.command()
+@app.command(cls=Command)
 def plots(
     run: Optional[list[Path]] = typer.Option(None, "--run", help="run folder with log.csv: per-joint PCK over epochs"),
     data: Optional[list[str]] = typer.Option(None, "--data", "-d", help="kind:split for keypoint spread and "
@@ -175,7 +176,7 @@ def plots(
         typer.echo(f"wrote {path}")
 
 
-@app.command()
+@app.command(cls=Command)
 def study(
     kind: str = typer.Argument(..., help="augmentation | mixed | finetune | ablation"),
     source: Optional[str] = typer.Option(None, "--source", help="source domain: auto (mpii when its images exist, "
@@ -209,7 +210,7 @@ def study(
     typer.echo(f"{kind} study: {len(result.run_ids)} arms; report in {result.report_md}")
 
 
-@app.command("study-summary")
+@app.command("study-summary", cls=Command)
 def study_summary(
     folder: Path = typer.Argument(..., help="a folder of ablation report folders, e.g. docs/ablations"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="markdown file (default <folder>/SUMMARY.md)"),

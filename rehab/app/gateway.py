@@ -22,7 +22,6 @@ out, and a cookie signed by another server (another secret) is never valid here.
 from __future__ import annotations
 
 import asyncio
-import html
 import logging
 import threading
 import urllib.parse
@@ -35,16 +34,17 @@ from typing import Any
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from rehab.accounts import SHARED_ACCOUNT, Accounts, LoginSession, LoginThrottle, SessionSigner, ThrottlePolicy
+from rehab.app.login_page import LOGIN_PATH, login_page
+from rehab.app.sso import CALLBACK_PATH, START_PATH, OidcClient, SsoRoutes
 from rehab.app.uploads import UPLOAD_FRAMING_BYTES, UPLOADS_DIR, ClientGone, UploadRefused, UploadSpool
 from rehab.app_settings import AppSettings
 
 log = logging.getLogger(__name__)
 
 COOKIE_NAME = "rehab_session"
-LOGIN_PATH = "/login"
 LOGOUT_PATH = "/logout"
 # Load balancers and `rehab app`'s own start-up check poll this without a login; it says only "ok".
-PUBLIC_PATHS = frozenset({"/_stcore/health", LOGIN_PATH})
+PUBLIC_PATHS = frozenset({"/_stcore/health", LOGIN_PATH, START_PATH, CALLBACK_PATH})
 # Requests for these are API calls, not pages: refused with 401 rather than sent to the login page.
 API_PREFIXES = ("/_stcore/", "/media/", "/component/", "/static/", "/app/static/", "/auth/", "/oauth2callback")
 MEDIA_PREFIX = "/media/"
@@ -84,6 +84,7 @@ class Gateway:
         self._audit = audit
         from rehab.app.common import TEMP_DIR
 
+        self.sso = SsoRoutes(self, OidcClient(settings.sso)) if settings.sso else None
         self.uploads = UploadSpool(Path(settings.data_dir) / TEMP_DIR / UPLOADS_DIR, settings.max_upload_bytes)
         # Streamlit session id -> login session id; written by the page script, read by the middleware.
         self._bindings: dict[str, str] = {}
@@ -93,8 +94,8 @@ class Gateway:
 
     @property
     def enabled(self) -> bool:
-        """Whether a login is required (some account is configured)."""
-        return self.accounts.configured
+        """Whether a login is required (some account, or single sign-on, is configured)."""
+        return self.accounts.configured or self.sso is not None
 
     def install(self) -> Gateway:
         """Make this the process's gateway, found by the page script through :func:`active`."""
@@ -110,8 +111,12 @@ class Gateway:
     def routes(self) -> list:
         from starlette.routing import Route
 
-        return [Route(LOGIN_PATH, self._login, methods=["GET", "POST"]),
-                Route(LOGOUT_PATH, self._logout, methods=["GET", "POST"])]
+        routes = [Route(LOGIN_PATH, self._login, methods=["GET", "POST"]),
+                  Route(LOGOUT_PATH, self._logout, methods=["GET", "POST"])]
+        if self.sso is not None:
+            routes += [Route(START_PATH, self.sso.start, methods=["GET"]),
+                       Route(CALLBACK_PATH, self.sso.callback, methods=["GET"])]
+        return routes
 
     # ---------------------------------------------------------------------------------------------
     # sessions
@@ -222,24 +227,26 @@ class Gateway:
     # routes
 
     async def _login(self, request):
-        from starlette.responses import HTMLResponse, RedirectResponse
+        from starlette.responses import RedirectResponse
 
-        target = _safe_next(request.query_params.get("next"))
+        target = safe_next(request.query_params.get("next"))
         if request.method == "GET":
-            return HTMLResponse(login_page(target, user=self._only_account()), headers=_LOGIN_HEADERS)
+            return self.login_response(target, user=self._only_account())
+        if not self.accounts.configured:
+            return self.login_response(target, "Use single sign-on: this server has no local accounts.", status=403)
         if not _same_origin(request.scope):
             # Another site's form posting here (login CSRF: the browser would end up in the attacker's account).
-            return HTMLResponse(login_page(target, "Log in from this page."), status_code=403, headers=_LOGIN_HEADERS)
-        client = _client(request.scope)
+            return self.login_response(target, "Log in from this page.", status=403)
+        client = client_address(request.scope)
         locked = self.throttle.locked_for_s(client)
         if locked > 0:
             log.warning("login from %s refused: locked out for %.0f s more", client, locked)
-            return HTMLResponse(login_page(target, f"Too many failed attempts. Try again in {locked:.0f} s."),
-                                status_code=429, headers={**_LOGIN_HEADERS, "Retry-After": str(int(locked) + 1)})
+            response = self.login_response(target, f"Too many failed attempts. Try again in {locked:.0f} s.", status=429)
+            response.headers["Retry-After"] = str(int(locked) + 1)
+            return response
         body = await _read_limited(request, LOGIN_BODY_MAX_BYTES)
         if body is None:
-            return HTMLResponse(login_page(target, "The login form was too large."), status_code=413,
-                                headers=_LOGIN_HEADERS)
+            return self.login_response(target, "The login form was too large.", status=413)
         form = urllib.parse.parse_qs(body.decode("utf-8", "replace"), max_num_fields=4)
         user = (form.get("user") or [""])[0].strip()
         password = (form.get("password") or [""])[0]
@@ -252,15 +259,24 @@ class Gateway:
             await asyncio.sleep(self.throttle.policy.failure_delay_s)
             message = (f"Too many failed attempts. Try again in {lockout:.0f} s." if lockout
                        else "Wrong user name or password.")
-            return HTMLResponse(login_page(target, message, user), status_code=429 if lockout else 401,
-                                headers=_LOGIN_HEADERS)
+            return self.login_response(target, message, user, status=429 if lockout else 401)
         self.throttle.succeeded(client)
-        token, session = self.signer.issue(user)
-        log.info("%s logged in from %s", user, client)
-        await asyncio.to_thread(self.audit, user, "login", f"from {client}")
-        response = RedirectResponse(target, status_code=303, headers=_NO_STORE)
+        return await self.open_session(RedirectResponse(target, status_code=303, headers=_NO_STORE), request, user)
+
+    def login_response(self, target: str, message: str | None = None, user: str = "", status: int = 200):
+        from starlette.responses import HTMLResponse
+
+        return HTMLResponse(login_page(target, message, user, local=self.accounts.configured,
+                                       sso=self.sso is not None), status_code=status, headers=_LOGIN_HEADERS)
+
+    async def open_session(self, response, request, user: str, via: str = ""):
+        """Log ``user`` in: a new session, its cookie on ``response``, a line in the log and the audit table."""
+        client = client_address(request.scope)
+        token, _ = self.signer.issue(user)
+        log.info("%s logged in from %s%s", user, client, f" {via}" if via else "")
+        await asyncio.to_thread(self.audit, user, "login", f"from {client}{f' {via}' if via else ''}")
         response.set_cookie(COOKIE_NAME, token, max_age=int(self.signer.lifetime_s), path="/", httponly=True,
-                            samesite="strict", secure=_is_https(request.scope))
+                            samesite="strict", secure=is_https(request.scope))
         return response
 
     def _only_account(self) -> str:
@@ -279,7 +295,7 @@ class Gateway:
             await asyncio.to_thread(self.audit, session.user, "logout")
         response = RedirectResponse(LOGIN_PATH, status_code=303, headers=_NO_STORE)
         response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="strict",
-                               secure=_is_https(request.scope))
+                               secure=is_https(request.scope))
         return response
 
 
@@ -306,7 +322,7 @@ class AuthMiddleware:
         if refusal is None:
             await (self._upload(scope, receive, send, path) if is_upload else self.app(scope, receive, send))
             return
-        log.info("refused %s %s from %s: %s", scope.get("method", "WS"), path, _client(scope), refusal.reason)
+        log.info("refused %s %s from %s: %s", scope.get("method", "WS"), path, client_address(scope), refusal.reason)
         if kind == "websocket":
             await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION})
             return
@@ -347,11 +363,11 @@ class AuthMiddleware:
                 raise UploadRefused(413, f"upload larger than the limit of {settings.max_upload_mb} MB")
             await self.gateway.uploads.receive(scope, receive, session_id, file_id)
         except UploadRefused as refused:
-            log.info("refused upload to %s from %s: %s", path, _client(scope), refused.reason)
+            log.info("refused upload to %s from %s: %s", path, client_address(scope), refused.reason)
             await _respond(send, refused.status, refused.reason.encode() + b"\n", [(b"content-type", b"text/plain")])
             return
         except ClientGone:
-            log.info("upload to %s from %s ended before it was complete; nothing kept", path, _client(scope))
+            log.info("upload to %s from %s ended before it was complete; nothing kept", path, client_address(scope))
             return
         await _respond(send, 204, b"", [], close=False)
 
@@ -398,12 +414,12 @@ def _cookie(header: str | None, name: str) -> str | None:
     return morsel.value if morsel is not None else None
 
 
-def _client(scope: Scope) -> str:
+def client_address(scope: Scope) -> str:
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
 
 
-def _is_https(scope: Scope) -> bool:
+def is_https(scope: Scope) -> bool:
     # A TLS-terminating proxy in front (README) says so in X-Forwarded-Proto; the flag only makes the cookie
     # stricter, so trusting it costs nothing.
     return scope.get("scheme") in ("https", "wss") or (_header(scope, b"x-forwarded-proto") or "") == "https"
@@ -431,47 +447,13 @@ def _login_url(scope: Scope) -> str:
     return f"{LOGIN_PATH}?{urllib.parse.urlencode({'next': target})}"
 
 
-def _safe_next(target: str | None) -> str:
+def safe_next(target: str | None) -> str:
     """Only a path on this server: never another site (//host, scheme:...), never back to the login."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
     if urllib.parse.urlsplit(target).path in (LOGIN_PATH, LOGOUT_PATH):
         return "/"
     return target
-
-
-def login_page(next_path: str = "/", message: str | None = None, user: str = "") -> str:
-    """The login form: self-contained (no scripts, no external files), so it loads before any login."""
-    error = f'<p class="error" role="alert">{html.escape(message)}</p>' if message else ""
-    action = html.escape(f"{LOGIN_PATH}?{urllib.parse.urlencode({'next': next_path})}", quote=True)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Log in · Rehab pose monitor</title>
-<style>
-body {{font-family: system-ui, sans-serif; background: #f5f6f8; color: #222; margin: 0;}}
-main {{max-width: 22rem; margin: 12vh auto; background: #fff; padding: 2rem; border-radius: .6rem;
-       box-shadow: 0 1px 4px rgba(0,0,0,.12);}}
-h1 {{font-size: 1.35rem; margin-top: 0;}} label {{display: block; margin: 1rem 0 .3rem;}}
-input {{width: 100%; box-sizing: border-box; padding: .55rem; font-size: 1rem; border: 1px solid #bbb;
-        border-radius: .3rem;}}
-button {{margin-top: 1.4rem; width: 100%; padding: .6rem; font-size: 1rem; border: 0; border-radius: .3rem;
-         background: #ff4b4b; color: #fff; cursor: pointer;}}
-.error {{color: #a40000; background: #fdecec; padding: .5rem .7rem; border-radius: .3rem;}}
-.note {{font-size: .85rem; color: #666;}}
-</style></head>
-<body><main>
-<h1>Rehab pose monitor</h1>
-{error}
-<form method="post" action="{action}">
-<label for="user">User name</label>
-<input id="user" name="user" autocomplete="username" required autofocus value="{html.escape(user[:64], quote=True)}">
-<label for="password">Password</label>
-<input id="password" name="password" type="password" autocomplete="current-password" required>
-<button type="submit">Log in</button>
-</form>
-<p class="note">Accounts are made on the server with <code>rehab users add NAME</code>.</p>
-</main></body></html>
-"""
 
 
 def build_gateway(settings: AppSettings) -> Gateway:

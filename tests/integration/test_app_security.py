@@ -19,19 +19,26 @@ import subprocess
 import sys
 import time
 import urllib.parse
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from rehab.accounts import SessionSigner, add_user
 from rehab.app.gateway import COOKIE_NAME
-from tests.e2e.browser_support import free_port, write_tiny_pose_model
+from tests.app_server import (
+    MAX_UPLOAD_MB,
+    OTHER_PASSWORD,
+    OTHER_USER,
+    PASSWORD,
+    REHAB,
+    USER,
+    Server,
+    http_request,
+    start_server,
+    stop_server,
+)
+from tests.e2e.browser_support import free_port
 
-STARTUP_TIMEOUT_S = 60.0
-USER, PASSWORD = "alice", "correct-horse-1"
-OTHER_USER, OTHER_PASSWORD = "bob", "battery-staple-2"
-MAX_UPLOAD_MB = 5
 MB = 1024 * 1024
 # Rejected uploads: five bodies of this size each, as in the issue.
 REJECTED_UPLOAD_BYTES = 20 * MB
@@ -43,90 +50,17 @@ RSS_GROWTH_LIMIT_KB = 8 * 1024
 # Short login lifetime of the second server, to see a cookie expire.
 SHORT_SESSION_HOURS = 0.002  # 7.2 s: long enough for a login and a request on a loaded machine
 SCRIPT_RUN_TIMEOUT_S = 60.0
-# `rehab` as the installed script runs it, from this checkout.
-REHAB = (sys.executable, "-c", "from rehab.cli import main; main()")
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen
-    port: int
-    data_dir: Path
-    log_path: Path
-    # The certificate to trust when the server serves HTTPS.
-    ca: Path | None = None
-
-    def server_pid(self) -> int:
-        """The Streamlit child of the launcher."""
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
-        return int(children[0])
-
-    def log(self) -> str:
-        return self.log_path.read_text() if self.log_path.exists() else ""
-
-
-def _start(tmp: Path, extra_env: dict[str, str] | None = None, args: tuple[str, ...] = (),
-           ca: Path | None = None, users: bool = True) -> Server:
-    data_dir = tmp / "data"
-    if users:
-        add_user(data_dir / "users.json", USER, PASSWORD)
-        add_user(data_dir / "users.json", OTHER_USER, OTHER_PASSWORD)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REHAB_APP_")}
-    env.update({"REHAB_APP_DATA_DIR": str(data_dir), "REHAB_APP_MAX_UPLOAD_MB": str(MAX_UPLOAD_MB),
-                "REHAB_APP_MODEL": str(write_tiny_pose_model(tmp / "tiny.onnx")), "REHAB_APP_THREADS": "1",
-                **(extra_env or {})})
-    log_path = tmp / "server.log"
-    process = subprocess.Popen([*REHAB, "app", "--port", str(port), *args], env=env, stdout=log_path.open("w"),
-                               stderr=subprocess.STDOUT, start_new_session=True)
-    server = Server(process, port, data_dir, log_path, ca)
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        assert process.poll() is None, server.log()
-        try:
-            if _request(server, "GET", "/_stcore/health")[0] == 200:
-                return server
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"no answer within {STARTUP_TIMEOUT_S} s:\n{server.log()}")
-
-
-def _stop(server: Server) -> None:
-    if server.process.poll() is None:
-        os.killpg(server.process.pid, signal.SIGTERM)
-        try:
-            server.process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.process.pid, signal.SIGKILL)
-            server.process.wait()
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    s = _start(tmp_path_factory.mktemp("security"))
+    s = start_server(tmp_path_factory.mktemp("security"))
     yield s
-    _stop(s)
-
-
-def _request(server: Server, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
-             timeout: float = 30.0) -> tuple[int, dict, bytes]:
-    if server.ca is not None:
-        import ssl
-
-        conn = http.client.HTTPSConnection("127.0.0.1", server.port, timeout=timeout,
-                                           context=ssl.create_default_context(cafile=str(server.ca)))
-    else:
-        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        reply = conn.getresponse()
-        return reply.status, {k.lower(): v for k, v in reply.getheaders()}, reply.read()
-    finally:
-        conn.close()
+    stop_server(s)
 
 
 def _login(server: Server, user: str = USER, password: str = PASSWORD) -> tuple[int, dict]:
-    status, headers, _ = _request(server, "POST", "/login?next=%2Fhistory",
+    status, headers, _ = http_request(server, "POST", "/login?next=%2Fhistory",
                                   urllib.parse.urlencode({"user": user, "password": password}).encode(),
                                   {"Content-Type": "application/x-www-form-urlencoded"})
     return status, headers
@@ -149,22 +83,22 @@ API_ROUTES = [("GET", "/_stcore/metrics"), ("GET", "/_stcore/host-config"), ("GE
 
 
 def test_without_a_session_every_route_is_refused(server):
-    assert _request(server, "GET", "/_stcore/health")[:1] == (200,)
+    assert http_request(server, "GET", "/_stcore/health")[:1] == (200,)
     for path in PAGE_ROUTES:
-        status, headers, _ = _request(server, "GET", path)
+        status, headers, _ = http_request(server, "GET", path)
         assert status == 303 and headers["location"].startswith("/login?next="), (path, status)
     for method, path in API_ROUTES:
-        status, _, body = _request(server, method, path, body=b"x" if method in ("PUT", "POST") else None)
+        status, _, body = http_request(server, method, path, body=b"x" if method in ("PUT", "POST") else None)
         assert status == 401, (method, path, status, body[:200])
     # The login page itself is served, self-contained (no script, nothing from elsewhere).
-    status, headers, body = _request(server, "GET", "/login")
+    status, headers, body = http_request(server, "GET", "/login")
     assert status == 200 and b'name="password"' in body and b"<script" not in body
     assert headers["cache-control"] == "no-store" and headers["x-frame-options"] == "DENY"
     # Another site's form cannot log a browser in (login CSRF), and an oversized form is not a login.
     form = urllib.parse.urlencode({"user": USER, "password": PASSWORD}).encode()
-    assert _request(server, "POST", "/login", form, {"Origin": "https://evil.example",
+    assert http_request(server, "POST", "/login", form, {"Origin": "https://evil.example",
                                                      "Content-Type": "application/x-www-form-urlencoded"})[0] == 403
-    assert _request(server, "POST", "/login", b"user=" + b"a" * 10_000)[0] == 413
+    assert http_request(server, "POST", "/login", b"user=" + b"a" * 10_000)[0] == 413
 
 
 def _ws_connect(server: Server, cookie: str | None, resume: str | None = None):
@@ -299,12 +233,12 @@ def test_websocket_needs_a_session_and_resumes_only_its_own(server):
 def test_with_a_session_the_routes_answer(server):
     cookie = _cookie(server)
     for path in PAGE_ROUTES[:3]:
-        status, _, body = _request(server, "GET", path, headers={"Cookie": cookie})
+        status, _, body = http_request(server, "GET", path, headers={"Cookie": cookie})
         assert status == 200 and b"<html" in body.lower(), path
     for path in ("/_stcore/host-config", "/_stcore/metrics"):
-        assert _request(server, "GET", path, headers={"Cookie": cookie})[0] == 200, path
+        assert http_request(server, "GET", path, headers={"Cookie": cookie})[0] == 200, path
     # A media file that no session of this login made is not found, whatever its id.
-    assert _request(server, "GET", "/media/0123abcd.mp4", headers={"Cookie": cookie})[0] == 404
+    assert http_request(server, "GET", "/media/0123abcd.mp4", headers={"Cookie": cookie})[0] == 404
 
 
 def test_cookie_attributes_and_bad_cookies(server):
@@ -320,23 +254,23 @@ def test_cookie_attributes_and_bad_cookies(server):
     # Edited claims (another user, a later expiry) under the old signature.
     for edit in ({"user": OTHER_USER}, {"exp": claims["exp"] + 10 ** 6}):
         forged = f"{_b64(json.dumps({**claims, **edit}).encode())}.{mac}"
-        assert _request(server, "GET", "/_stcore/host-config", headers={"Cookie": f"{COOKIE_NAME}={forged}"})[0] == 401
+        assert http_request(server, "GET", "/_stcore/host-config", headers={"Cookie": f"{COOKIE_NAME}={forged}"})[0] == 401
     # The same claims signed by another server's secret.
     foreign, _ = SessionSigner(3600.0, secret=b"another server's secret").issue(USER)
-    assert _request(server, "GET", "/_stcore/host-config", headers={"Cookie": f"{COOKIE_NAME}={foreign}"})[0] == 401
+    assert http_request(server, "GET", "/_stcore/host-config", headers={"Cookie": f"{COOKIE_NAME}={foreign}"})[0] == 401
     for junk in ("", "a.b.c", "%%%", "x" * 5000):
-        assert _request(server, "GET", "/_stcore/host-config", headers={"Cookie": f"{COOKIE_NAME}={junk}"})[0] == 401
+        assert http_request(server, "GET", "/_stcore/host-config", headers={"Cookie": f"{COOKIE_NAME}={junk}"})[0] == 401
     # Logging out ends the session at the server: the old cookie is no longer accepted.
     cookie = f"{COOKIE_NAME}={token}"
-    assert _request(server, "GET", "/_stcore/host-config", headers={"Cookie": cookie})[0] == 200
-    status, headers, _ = _request(server, "GET", "/logout", headers={"Cookie": cookie})
+    assert http_request(server, "GET", "/_stcore/host-config", headers={"Cookie": cookie})[0] == 200
+    status, headers, _ = http_request(server, "GET", "/logout", headers={"Cookie": cookie})
     assert status == 303 and "max-age=0" in headers["set-cookie"].lower()
-    assert _request(server, "GET", "/_stcore/host-config", headers={"Cookie": cookie})[0] == 401
+    assert http_request(server, "GET", "/_stcore/host-config", headers={"Cookie": cookie})[0] == 401
 
 
 def test_login_redirect_stays_on_this_server(server):
     for target in ("//evil.example/", "https://evil.example/", "/\\evil.example", "/logout"):
-        status, headers, _ = _request(
+        status, headers, _ = http_request(
             server, "POST", "/login?" + urllib.parse.urlencode({"next": target}),
             urllib.parse.urlencode({"user": USER, "password": PASSWORD}).encode(),
             {"Content-Type": "application/x-www-form-urlencoded"})
@@ -464,11 +398,11 @@ def test_uploads_go_only_to_the_logins_own_session_and_within_the_limit(server):
     assert status == 413 and sent < too_large
     assert _rss_kb(pid) - before_kb < RSS_GROWTH_LIMIT_KB
     assert _push_upload(server, path, MB, cookie=bob)[0] == 403
-    assert _request(server, "DELETE", path, headers={"Cookie": bob})[0] == 403  # nor remove alice's file
+    assert http_request(server, "DELETE", path, headers={"Cookie": bob})[0] == 403  # nor remove alice's file
     assert _push_upload(server, path, MB)[0] == 401
     # Within the limit, alice's upload passes the login checks; the upload handler then asks for the XSRF
     # token that a browser has (as Streamlit's own route would), so a bare client is refused.
-    status, _, body = _request(server, "PUT", path, body=b"x" * 1024, headers={"Cookie": alice})
+    status, _, body = http_request(server, "PUT", path, body=b"x" * 1024, headers={"Cookie": alice})
     assert status == 403 and b"XSRF" in body, (status, body)
 
 
@@ -511,13 +445,13 @@ def test_accepted_uploads_are_streamed_to_disk_not_kept_in_memory(server):
         assert {hashlib.sha256(c).hexdigest() for c in contents} <= digests
         # The widget's remove button (Streamlit's DELETE route) removes the file from disk too.
         xsrf = {"Cookie": f"{cookie}; {XSRF_COOKIE}={XSRF_TOKEN}", "X-Xsrftoken": XSRF_TOKEN}
-        assert _request(server, "DELETE", f"{path}/file-0", headers=xsrf)[0] == 204
+        assert http_request(server, "DELETE", f"{path}/file-0", headers=xsrf)[0] == 204
         assert len(_spooled(server)) == ACCEPTED_UPLOADS
         # An upload without Content-Length (chunked) is counted as it arrives and accepted within the limit.
         assert upload(server, f"{path}/chunked", MB, cookie, chunked=True)[0] == 204
         assert len(_spooled(server)) == ACCEPTED_UPLOADS + 1
     # Logging out ends the login's browser sessions, and their files go with them.
-    assert _request(server, "GET", "/logout", headers={"Cookie": cookie})[0] == 303
+    assert http_request(server, "GET", "/logout", headers={"Cookie": cookie})[0] == 303
     assert _wait_for(lambda: not _spooled(server)), _spooled(server)
 
 
@@ -544,10 +478,10 @@ def test_bad_and_oversize_uploads_from_a_session_are_stopped_and_leave_nothing(s
         # A client gone mid-upload, a body that is not multipart, two files in one body: refused, nothing kept.
         assert upload(server, f"{path}/gone", 4 * MB, cookie, stop_after=2 * MB)[0] is None
         xsrf = {"Cookie": f"{cookie}; {XSRF_COOKIE}={XSRF_TOKEN}", "X-Xsrftoken": XSRF_TOKEN}
-        assert _request(server, "PUT", f"{path}/plain", b"x" * 100, {**xsrf, "Content-Type": "text/plain"})[0] == 400
+        assert http_request(server, "PUT", f"{path}/plain", b"x" * 100, {**xsrf, "Content-Type": "text/plain"})[0] == 400
         head, tail = upload_parts()
         two = head + b"a" + b"\r\n" + head + b"b" + tail
-        assert _request(server, "PUT", f"{path}/two", two,
+        assert http_request(server, "PUT", f"{path}/two", two,
                         {**xsrf, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})[0] == 400
         # Into a browser session that is not open (any more): refused, as Streamlit would.
         assert upload(server, f"/_stcore/upload_file/{page.session_id}x/f", MB, cookie)[0] == 403
@@ -558,7 +492,7 @@ def test_bad_and_oversize_uploads_from_a_session_are_stopped_and_leave_nothing(s
 
 def test_failed_logins_are_slowed_and_locked_out(tmp_path):
     """Measured: attempts per second a guesser gets before and after the lock-out."""
-    server = _start(tmp_path, {"REHAB_APP_SESSION_HOURS": str(SHORT_SESSION_HOURS)})
+    server = start_server(tmp_path, {"REHAB_APP_SESSION_HOURS": str(SHORT_SESSION_HOURS)})
     try:
         timings, statuses = [], []
         for i in range(8):
@@ -580,11 +514,11 @@ def test_failed_logins_are_slowed_and_locked_out(tmp_path):
 
         # Expiry, on the same short-lived server's other client address (the lock-out is per client).
         other = _login_from(server, "127.0.0.2")
-        assert _request(server, "GET", "/_stcore/host-config", headers={"Cookie": other})[0] == 200
+        assert http_request(server, "GET", "/_stcore/host-config", headers={"Cookie": other})[0] == 200
         time.sleep(SHORT_SESSION_HOURS * 3600 + 1.0)
-        assert _request(server, "GET", "/_stcore/host-config", headers={"Cookie": other})[0] == 401
+        assert http_request(server, "GET", "/_stcore/host-config", headers={"Cookie": other})[0] == 401
     finally:
-        _stop(server)
+        stop_server(server)
 
 
 def _login_from(server: Server, source_address: str) -> str:
@@ -601,7 +535,7 @@ def _login_from(server: Server, source_address: str) -> str:
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGHUP])
 def test_stop_signals_end_the_server_and_free_the_port(tmp_path, stop_signal):
-    server = _start(tmp_path)
+    server = start_server(tmp_path)
     child = server.server_pid()
     # The launcher alone gets the signal, as from systemd's `kill` of the main process or `kill -TERM PID`.
     os.kill(server.process.pid, stop_signal)
@@ -613,7 +547,7 @@ def test_stop_signals_end_the_server_and_free_the_port(tmp_path, stop_signal):
             s.bind(("127.0.0.1", server.port))  # raises OSError (address in use) if anything still listens
         assert "dashboard stopped" in server.log()
     finally:
-        _stop(server)
+        stop_server(server)
 
 
 def _b64(data: bytes) -> str:
@@ -639,26 +573,26 @@ def test_tls_serves_https_with_a_secure_cookie_and_plain_http_beyond_localhost_i
                              text=True, timeout=60)
     assert refused.returncode == 2 and "over plain HTTP" in refused.stderr, refused.stderr
 
-    server = _start(tmp_path, args=("--certfile", str(cert), "--keyfile", str(key)), ca=cert)
+    server = start_server(tmp_path, args=("--certfile", str(cert), "--keyfile", str(key)), ca=cert)
     try:
         status, headers = _login(server)
         attributes = [a.strip().lower() for a in headers["set-cookie"].split(";")]
         assert status == 303 and "secure" in attributes and "httponly" in attributes
         cookie = headers["set-cookie"].split(";", 1)[0]
-        assert _request(server, "GET", "/_stcore/host-config", headers={"Cookie": cookie})[0] == 200
-        assert _request(server, "GET", "/_stcore/host-config")[0] == 401
+        assert http_request(server, "GET", "/_stcore/host-config", headers={"Cookie": cookie})[0] == 200
+        assert http_request(server, "GET", "/_stcore/host-config")[0] == 401
         # Plain HTTP to the TLS port gets no page.
         plain = Server(server.process, server.port, server.data_dir, server.log_path)
         with pytest.raises((http.client.HTTPException, OSError)):
-            _request(plain, "GET", "/login")
+            http_request(plain, "GET", "/login")
     finally:
-        _stop(server)
+        stop_server(server)
 
 
 def test_the_one_user_set_up_logs_in_as_therapist_with_the_hashed_environment_password(tmp_path):
-    server = _start(tmp_path, {"REHAB_APP_PASSWORD": "shared secret 1"}, users=False)
+    server = start_server(tmp_path, {"REHAB_APP_PASSWORD": "shared secret 1"}, users=False)
     try:
-        status, _, body = _request(server, "GET", "/login")
+        status, _, body = http_request(server, "GET", "/login")
         assert status == 200 and b'value="therapist"' in body
         assert _login(server, "therapist", "wrong one")[0] == 401
         status, headers = _login(server, "therapist", "shared secret 1")
@@ -666,14 +600,14 @@ def test_the_one_user_set_up_logs_in_as_therapist_with_the_hashed_environment_pa
         # The password is not written anywhere in the data folder.
         assert not any(b"shared secret 1" in p.read_bytes() for p in server.data_dir.rglob("*") if p.is_file())
     finally:
-        _stop(server)
+        stop_server(server)
 
 
 def test_a_killed_launcher_takes_the_server_with_it(tmp_path):
     """SIGKILL cannot be handled; the kernel's parent-death signal (Linux) still stops the server."""
     if not sys.platform.startswith("linux"):
         pytest.skip("PR_SET_PDEATHSIG is Linux-only")
-    server = _start(tmp_path)
+    server = start_server(tmp_path)
     child = server.server_pid()
     os.kill(server.process.pid, signal.SIGKILL)
     server.process.wait(10)

@@ -63,3 +63,19 @@ def test_repetition_words_follow_the_thresholds_a_therapist_sets():
     assert describe_repetition(gentle) == ("at rest the elbow is bent less than 30 deg; a repetition bends it past "
                                            "70 deg and straightens it back to less than 30 deg, in at least 1 s")
     assert "the arms are raised less than 30 deg" in describe_repetition(get_exercise("lateral_raise"))
+
+
+TORCH_COMMANDS = [("train",), ("train", "fit"), ("train", "finetune"), ("train", "evaluate"), ("train", "plots"),
+                  ("train", "study"), ("train", "study-summary"), ("export",)]
+
+
+@pytest.mark.parametrize("command", [("users", "add"), ("users", "list"), *TORCH_COMMANDS], ids=" ".join)
+def test_train_export_and_users_help_is_plain_too(command):
+    if command[0] in ("train", "export"):
+        pytest.importorskip("torch")
+    # The forwarded commands parse their own --help; their Typer prints it and exits 0.
+    run = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "80"})
+    assert run.exit_code == 0, run.output
+    assert "Usage: " in run.output and "Options:" in run.output
+    assert not TYPE_LABEL.search(run.output), TYPE_LABEL.search(run.output).group(0)
+    assert "╭" not in run.output, "Rich panels"

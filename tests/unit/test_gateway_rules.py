@@ -8,10 +8,10 @@ from rehab.app_settings import AppSettings
 
 
 def test_login_redirects_only_to_paths_on_this_server():
-    assert gateway._safe_next("/history?x=1") == "/history?x=1"
+    assert gateway.safe_next("/history?x=1") == "/history?x=1"
     for bad in (None, "", "history", "//evil.example/x", "https://evil.example", "/\\evil.example", "/login",
                 "/logout?next=/"):
-        assert gateway._safe_next(bad) == "/", bad
+        assert gateway.safe_next(bad) == "/", bad
 
 
 def test_cookie_parsing_tolerates_junk():

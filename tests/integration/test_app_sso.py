@@ -118,3 +118,43 @@ def test_without_local_accounts_the_password_form_is_refused(server):
                                          {"Content-Type": "application/x-www-form-urlencoded",
                                           "Origin": f"http://127.0.0.1:{server.port}"})
     assert status == 403 and b"single sign-on" in body and _cookie_value(headers, "rehab_session") is None
+
+
+@pytest.mark.slow
+def test_chromium_signs_in_through_the_provider_and_reaches_the_dashboard(server, tmp_path):
+    """The cross-site round trip in a real browser (provider on localhost, dashboard on 127.0.0.1: two sites), so
+    the SameSite=Strict session cookie must reach the dashboard after the provider's redirect."""
+    import os
+    from pathlib import Path
+
+    from tests.e2e import browser_support as bs
+
+    if bs.chromium_path() is None:
+        if os.environ.get("REHAB_REQUIRE_DATA") == "1":
+            pytest.fail("Debian chromium is not installed; .ci/run installs it")
+        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    shots = Path(os.environ.get("REHAB_E2E_ARTIFACTS") or bs.REPO_ROOT / "out" / "e2e")
+    shots.mkdir(parents=True, exist_ok=True)
+    timeout_ms = 90_000
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=bs.chromium_path(), headless=True, args=list(bs.CHROMIUM_ARGS))
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        try:
+            page.goto(f"http://127.0.0.1:{server.port}/history", timeout=timeout_ms)
+            page.wait_for_url("**/login?next=%2Fhistory", timeout=timeout_ms)
+            page.screenshot(path=str(shots / "sso_login_page.png"))
+            page.get_by_role("link", name="Sign in with your organisation's account").click()
+            page.wait_for_url("http://localhost:*/oauth2/authorize?**", timeout=timeout_ms)
+            page.locator("input[name=sub]").fill(USER_EMAIL)
+            page.locator("form button[type=submit], form input[type=submit]").first.click()
+            page.get_by_role("heading", name="History").wait_for(timeout=timeout_ms)
+            page.get_by_text(f"Logged in as {USER_EMAIL}").wait_for(timeout=timeout_ms)
+            assert page.url == f"http://127.0.0.1:{server.port}/history"
+            page.screenshot(path=str(shots / "sso_signed_in.png"))
+        except Exception:
+            page.screenshot(path=str(shots / "sso_failure.png"))
+            raise
+        finally:
+            browser.close()

@@ -233,8 +233,9 @@ def run_batch(paths: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLik
         for result in results.values():
             bars.finish(-1, result)
         names = {job.index: Path(job.output_dir).name for job in jobs}
+        in_process = options.workers == 1 or len(jobs) <= 1
         try:
-            if options.workers == 1 or len(jobs) <= 1:
+            if in_process:
                 if threads != worker_threads(1):
                     # One video left to do: it gets all the cores, not a worker's share.
                     threads = worker_threads(1)
@@ -251,7 +252,7 @@ def run_batch(paths: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLik
             bars.close()
         shutil.rmtree(out_dir / STAGING_DIR, ignore_errors=True)
     batch = BatchResult(results=tuple(results[i] for i in range(len(inputs))), elapsed_s=time.perf_counter() - t0,
-                        workers=options.workers)
+                        workers=1 if in_process else min(options.workers, len(jobs)))
     logger.info("batch: %d done, %d skipped, %d failed in %.1f s (%.2f videos/min, %.1f frames/s)",
                 len(batch.with_status(VideoStatus.DONE)), len(batch.with_status(VideoStatus.SKIPPED)), len(batch.failed),
                 batch.elapsed_s, batch.videos_per_minute, batch.frames_per_second)

@@ -125,7 +125,7 @@ def format_table(batch) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths)) + "  " + row[-1] for row in rows]
     done, skipped, failed = (len(batch.with_status(s)) for s in ("done", "skipped", "failed"))
     lines.append(f"{done} done, {skipped} already complete, {failed} failed in {batch.elapsed_s:.1f} s "
-                 f"with {batch.workers} worker(s): {batch.videos_per_minute:.2f} videos/min, "
+                 f"with {batch.workers} worker{'s' if batch.workers != 1 else ''}: {batch.videos_per_minute:.2f} videos/min, "
                  f"{batch.frames_per_second:.1f} frames/s")
     return "\n".join(lines)
 

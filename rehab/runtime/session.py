@@ -7,6 +7,7 @@ call, so every such fallback is logged here as a WARNING with the probable reaso
 
 from __future__ import annotations
 
+import functools
 import glob
 import logging
 import os
@@ -74,6 +75,12 @@ def _default_options(name: str, device_id: int, cudnn_conv_algo_search: str) -> 
     return {}
 
 
+@functools.lru_cache(maxsize=None)
+def _say_once(message: str) -> None:
+    """Log ``message`` at INFO the first time only (every model loaded in a process would repeat it)."""
+    logger.info(message)
+
+
 def resolve_providers(providers: str | Sequence[ProviderSpec] = "auto", device_id: int = 0,
                       cudnn_conv_algo_search: str = DEFAULT_CUDNN_CONV_ALGO_SEARCH) -> list[tuple[str, dict[str, Any]]]:
     """The (name, options) list to hand to ONNX Runtime; CPU is always last as the fallback.
@@ -87,7 +94,7 @@ def resolve_providers(providers: str | Sequence[ProviderSpec] = "auto", device_i
     if isinstance(providers, str) and providers.lower() == "auto":
         names = [p for p in AUTO_PREFERENCE if p in available]
         if not nvidia_gpu_visible() and any(p in GPU_PROVIDERS for p in names):
-            logger.info("no NVIDIA GPU device found; using the CPU provider")
+            _say_once("no NVIDIA GPU device found; using the CPU provider")
             names = [p for p in names if p not in GPU_PROVIDERS]
         requested: list[ProviderSpec] = list(names)
     else:

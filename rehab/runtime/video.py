@@ -447,7 +447,7 @@ class VideoWriter:
             self._container.mux(packet)
         self._container.close()
         os.replace(self._tmp, self.path)
-        logger.info("wrote %s (%d frames)", self.path, self.frames_written)
+        logger.debug("wrote %s (%d frames)", self.path, self.frames_written)
 
     def abort(self) -> None:
         """Drop the partial file."""

@@ -68,7 +68,7 @@ def test_process_folder_with_good_and_bad_videos(tmp_path, model):
     assert "FAILED" in rows["empty"] and "empty (0 bytes)" in rows["empty"]
     assert "FAILED" in rows["notes"] and "cannot be read as video" in rows["notes"]
     assert "FAILED" in rows["nowhere"] and "file not found" in rows["nowhere"]
-    assert re.search(r"^2 done, 0 already complete, 3 failed in [\d.]+ s with 1 worker\(s\): [\d.]+ videos/min, "
+    assert re.search(r"^2 done, 0 already complete, 3 failed in [\d.]+ s with 1 worker: [\d.]+ videos/min, "
                      r"[\d.]+ frames/s$", run.stdout.splitlines()[-1]), run.stdout
     for bad in ("empty.mp4", "notes.mp4", "nowhere.mp4"):
         assert re.search(rf"FAILED \S*{bad}: ", run.stderr), f"no error line for {bad}:\n{run.stderr}"
@@ -114,14 +114,21 @@ def test_workers_beyond_the_usable_cores_are_capped_with_a_warning(tmp_path, mod
     from rehab.batch import usable_cpus
     from rehab.cli import app
 
-    clip = write_clip(tmp_path / "monday.mp4", ClipSpec(width=128, height=96, fps=15, seconds=0.5))
     cores = usable_cpus()
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for day in range(cores + 1):
+        write_clip(clips / f"day{day}.mp4", ClipSpec(width=128, height=96, fps=15, seconds=0.5))
     with caplog.at_level("WARNING", logger="rehab.batch"):
-        run = CliRunner().invoke(app, ["process", str(clip), "--out", str(tmp_path / "out"), "--workers", "1000",
+        run = CliRunner().invoke(app, ["process", str(clips), "--out", str(tmp_path / "out"), "--workers", "1000",
                                        "--model", str(model), "--no-pdf", "--no-progress"])
     assert run.exit_code == 0, run.output
     assert f"1000 workers asked for, but only {cores} CPU cores are usable here: using {cores} workers" in caplog.text
-    assert f"with {cores} worker(s)" in run.output
+    assert f"with {cores} worker{'s' if cores > 1 else ''}:" in run.output
+    # One video is processed in this process, whatever --workers says, and the line says so.
+    run = CliRunner().invoke(app, ["process", str(clips / "day0.mp4"), "--out", str(tmp_path / "one"), "--workers",
+                                   "2", "--model", str(model), "--no-pdf", "--no-progress"])
+    assert run.exit_code == 0 and "with 1 worker:" in run.output, run.output
 
 
 def test_engine_ray_without_ray_installed_says_how_to_install_it(tmp_path, model):

@@ -118,3 +118,30 @@ def test_database_from_a_newer_release_is_refused_not_damaged(app_env):
     db = sqlite3.connect(app_env / "rehab.sqlite3")
     assert db.execute("PRAGMA user_version").fetchone()[0] == 99
     db.close()
+
+
+def test_session_summary_reads_as_words_not_raw_json(app_env):
+    from rehab.app.views.history import summary_rows
+
+    # An analysed video stores its repetition summary (NaN as null, as summary.json has it).
+    video = {"exercise": "squat", "count": 3, "symmetry_difference_deg": None, "symmetry_ratio": None,
+             "sides": [{"side": "both", "count": 3, "mean_span_deg": 71.25, "best_span_deg": 80.0, "mean_min_deg": 90.0,
+                        "mean_max_deg": 161.0, "mean_duration_s": 1.5, "cadence_per_min": None}]}
+    rows = dict(summary_rows(video))
+    assert rows == {"Repetitions": "3", "Mean range of motion": "71.2°", "Best range of motion": "80.0°",
+                    "Mean repetition time": "1.50 s", "Cadence": "not measured", "Symmetry (left − right)": "not measured"}
+    # A live recording stores its own summary with the repetitions' inside.
+    live = {"started_at": "2026-12-04T10:00:00", "exercise": "squat", "duration_s": 61.0, "frames": 900,
+            "frames_with_pose": 880, "video": "annotated.mp4", "repetitions": video, "error": "camera stream ended"}
+    rows = dict(summary_rows(live))
+    assert rows["Recorded"] == "61.0 s" and rows["Frames with a pose"] == "880 of 900" and rows["Repetitions"] == "3"
+    assert rows["Recording stopped early"] == "camera stream ended" and "video" not in rows
+
+    with Store(app_env) as store:
+        store.add_session(SessionRecord(pseudonym="P-1", exercise="squat", started_at="2026-12-04T10:00:00",
+                                        duration_s=61.0, frames=900, frames_with_pose=880, repetitions=(),
+                                        source="test", summary=live))
+    at = _history(app_env)
+    assert not at.json, "no raw JSON on the page"
+    shown = at.table[0].value
+    assert "Best range of motion" in shown.index and "None" not in shown.to_string() and "null" not in shown.to_string()

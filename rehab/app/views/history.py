@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from rehab.app import common
+from rehab.outputs import VIDEO_FILE as VIDEO_NAME
 from rehab.store import Store, StoreError
 
 ALL_EXERCISES = "all exercises"
@@ -19,7 +23,6 @@ SESSION_COLUMNS = {
 }
 REP_COLUMNS = {"side": "Side", "number": "Repetition", "start_s": "Start (s)", "end_s": "End (s)",
                "rom_min_deg": "Min (°)", "rom_max_deg": "Max (°)", "rom_span_deg": "Range (°)"}
-VIDEO_NAME = "annotated.mp4"
 AUDIT_ROWS_SHOWN = 200
 AUDIT_COLUMNS = {"at": "When (UTC)", "user": "User", "action": "Action", "pseudonym": "Patient",
                  "session_id": "Session", "detail": "Detail"}
@@ -79,6 +82,36 @@ def _trend_charts(sessions: pd.DataFrame) -> None:
         st.bar_chart(frame, x="session", y="repetitions", x_label="session", y_label="repetitions")
 
 
+def _number(value: Any, pattern: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "not measured"
+    return pattern.format(value)
+
+
+def summary_rows(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A stored session summary in words: a recording's (duration, frames, its repetitions' summary) or an
+    analysed video's repetition summary; keys it does not know are left out, never shown raw."""
+    rows: list[tuple[str, str]] = []
+    if "duration_s" in summary:
+        rows.append(("Recorded", _number(summary["duration_s"], "{:.1f} s")))
+    if "frames" in summary:
+        rows.append(("Frames with a pose", f"{summary.get('frames_with_pose', 0)} of {summary['frames']}"))
+    session = summary.get("repetitions") if isinstance(summary.get("repetitions"), Mapping) else summary
+    if "count" in session:
+        rows.append(("Repetitions", str(session["count"])))
+    for side in session.get("sides") or ():
+        tag = "" if side.get("side") == "both" else f" ({side.get('side')})"
+        rows += [(f"Mean range of motion{tag}", _number(side.get("mean_span_deg"), "{:.1f}°")),
+                 (f"Best range of motion{tag}", _number(side.get("best_span_deg"), "{:.1f}°")),
+                 (f"Mean repetition time{tag}", _number(side.get("mean_duration_s"), "{:.2f} s")),
+                 (f"Cadence{tag}", _number(side.get("cadence_per_min"), "{:.1f} per minute"))]
+    if "symmetry_difference_deg" in session:
+        rows.append(("Symmetry (left − right)", _number(session["symmetry_difference_deg"], "{:+.1f}°")))
+    if summary.get("error"):
+        rows.append(("Recording stopped early", str(summary["error"])))
+    return rows
+
+
 def _session_detail(store: Store, sessions: pd.DataFrame) -> None:
     labels = {int(row.id): f"#{row.id} · {when} · {row.exercise or 'no exercise'}"
               for row, when in zip(sessions.itertuples(), _when(sessions["started_at"]))}
@@ -89,8 +122,10 @@ def _session_detail(store: Store, sessions: pd.DataFrame) -> None:
                      width="stretch")
     else:
         st.caption("No repetitions were counted in this session.")
-    with st.expander("Session summary"):
-        st.json(store.summary(chosen))
+    rows = summary_rows(store.summary(chosen))
+    if rows:
+        with st.expander("Session summary"):
+            st.table(pd.DataFrame(rows, columns=["", "value"]).set_index(""))
     output_dir = sessions.set_index("id").loc[chosen, "output_dir"]
     if output_dir:
         folder = Path(output_dir)

@@ -30,7 +30,8 @@ def _model_section(settings) -> None:
         return
     info = model.info
     network = about.BACKBONE_WORDS.get(info.backbone, f"{info.backbone} network")
-    facts = [(f"**Model:** {info.name}, a {network} that finds {info.num_joints} body points "
+    article = "an" if network[:1].lower() in "aeiou" else "a"
+    facts = [(f"**Model:** {info.name}, {article} {network} that finds {info.num_joints} body points "
               f"({_joint_words(info.joint_names)}).")]
     accuracy = about.accuracy(dict(info.metrics), dict(info.variant))
     facts.append(f"**How accurate:** {accuracy.sentence if accuracy else 'the model file records no accuracy figure.'}")

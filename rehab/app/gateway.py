@@ -14,6 +14,9 @@ need a valid session cookie; without one a page request is sent to ``/login`` an
   and refused as soon as they pass the limit;
 - a websocket may resume only a Streamlit session of the same login.
 
+With single sign-on configured (rehab.app.sso), ``/auth/oidc`` and its callback are public too: they run the
+identity provider's login and end in the same session cookie as the password form.
+
 The page script binds its Streamlit session to the login it runs for (:meth:`Gateway.bind_session`), which is
 what the media, upload and resume checks look up. State lives in this process only: a restart logs everyone
 out, and a cookie signed by another server (another secret) is never valid here.

@@ -49,7 +49,7 @@ def test_model_metadata_and_active_provider_are_shown(app_env, monkeypatch):
     at = _page()
     text = _all_text(at)
     # In words for the therapist: which model, how accurate, which device and why, where the data is.
-    assert "**Model:** tiny-test-model, a avgpool+conv1x1 (test) network that finds 14 body points" in text
+    assert "**Model:** tiny-test-model, an avgpool+conv1x1 (test) network that finds 14 body points" in text
     assert "**How accurate:** Accuracy is limited." in text and "(PCK@0.2 = 0.0 %)" in text
     assert "**Precision:** full precision (FP32)." in text
     assert "**Exported:** 26 November 2026, rehab test." in text

@@ -268,6 +268,7 @@ class SsoRoutes:
             lockout = self.gateway.throttle.failed(client)
             log.warning("single sign-on from %s failed: %s%s", client, exc,
                         f"; locked out for {lockout:.0f} s" if lockout else "")
+            await asyncio.sleep(self.gateway.throttle.policy.failure_delay_s)
             response = self.gateway.login_response("/", str(exc), status=400)
             response.delete_cookie(STATE_COOKIE, path=CALLBACK_PATH)
             return response

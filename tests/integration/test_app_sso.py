@@ -32,8 +32,9 @@ def provider():
         yield f"http://localhost:{server.server_port}"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def server(tmp_path_factory, provider):
+    """A fresh server per test: failed sign-ins lock the client (127.0.0.1) out, as they should."""
     port = free_port()
     env = {"REHAB_APP_SSO_METADATA_URL": f"{provider}/.well-known/openid-configuration",
            "REHAB_APP_SSO_CLIENT_ID": CLIENT_ID, "REHAB_APP_SSO_CLIENT_SECRET": CLIENT_SECRET,
@@ -111,6 +112,10 @@ def test_bad_callbacks_open_no_session(server):
     # The provider's own refusal (the user pressed Deny) is said on the login page.
     status, _, body = http_request(server, "GET", "/auth/oidc/callback?error=access_denied&state=x")
     assert status == 400 and b"access_denied" in body
+    # Five failures: this client may not start another sign-in for a while (the password form's lock-out).
+    http_request(server, "GET", "/auth/oidc/callback?code=x&state=y")
+    status, headers, body = http_request(server, "GET", "/auth/oidc?next=%2F")
+    assert status == 429 and b"Too many failed attempts" in body and "location" not in headers
 
 
 def test_without_local_accounts_the_password_form_is_refused(server):

@@ -235,7 +235,7 @@ def test_bad_video_fails_alone_with_its_reason_through_the_ray_client(cluster, t
     rows = table_rows(result.stdout)
     assert "done" in rows["good"] and "FAILED" in rows["notes"] and "cannot be read as video" in rows["notes"]
     assert "FAILED" in rows["nowhere"] and "file not found" in rows["nowhere"]
-    assert re.search(r"^1 done, 0 already complete, 2 failed in [\d.]+ s with 2 worker\(s\)", result.stdout.splitlines()[-1])
+    assert re.search(r"^1 done, 0 already complete, 2 failed in [\d.]+ s with 2 workers:", result.stdout.splitlines()[-1])
     assert "Traceback" not in result.stderr
 
 

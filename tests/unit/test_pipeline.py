@@ -20,7 +20,7 @@ from rehab.runtime.metadata import ModelInfo
 from rehab.runtime.model import Pose, PoseModel
 from rehab.settings import RuntimeSettings
 from tests.e2e.browser_support import write_tiny_pose_model
-from tests.unit.test_exercises import pose as angle_pose
+from tests.stick_figure import pose as angle_pose
 
 
 @pytest.fixture(scope="module")

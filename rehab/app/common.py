@@ -6,9 +6,11 @@ Nothing here computes anything about poses; it wires the library into Streamlit 
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 import secrets
+import urllib.parse
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -249,4 +251,34 @@ def spooled_upload(upload):
     if gw is None or ctx is None:
         return None
     return gw.uploads.get(ctx.session_id, getattr(upload, "file_id", ""))
+
+
+def show_video(container, path: str | Path) -> None:
+    """Play a recording from disk (rehab.app.file_links) rather than through Streamlit's in-memory media store,
+    which would hold the whole file in the server's memory while it is shown. Outside `rehab app`'s server
+    (Streamlit's AppTest) the file goes the in-memory way."""
+    from rehab.app import gateway
+
+    gw = gateway.active()
+    ctx = get_script_run_ctx()
+    if gw is None or ctx is None:
+        container.video(str(path))
+        return
+    link = gw.files.url_for(ctx.session_id, path)
+    container.video(urllib.parse.urljoin(str(st.context.url), link), format="video/mp4")
+
+
+def download_link(label: str, path: Path, key: str) -> None:
+    """A download of ``path`` streamed from disk (rehab.app.file_links); Streamlit's download button, which holds
+    the whole file in memory, only outside `rehab app`'s server."""
+    from rehab.app import gateway
+
+    gw = gateway.active()
+    ctx = get_script_run_ctx()
+    if gw is None or ctx is None:
+        st.download_button(label, path.read_bytes(), file_name=path.name, key=key)
+        return
+    href = html.escape(gw.files.url_for(ctx.session_id, path) + "?download=1", quote=True)
+    st.markdown(f'<a href="{href}" download="{html.escape(path.name, quote=True)}" target="_self">'
+                f"{html.escape(label)}</a>", unsafe_allow_html=True)
 

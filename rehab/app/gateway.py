@@ -37,6 +37,7 @@ from typing import Any
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from rehab.accounts import SHARED_ACCOUNT, Accounts, LoginSession, LoginThrottle, SessionSigner, ThrottlePolicy
+from rehab.app.file_links import FILES_PREFIX, FileLinks
 from rehab.app.login_page import LOGIN_PATH, login_page
 from rehab.app.sso import CALLBACK_PATH, START_PATH, OidcClient, SsoRoutes
 from rehab.app.uploads import UPLOAD_FRAMING_BYTES, UPLOADS_DIR, ClientGone, UploadRefused, UploadSpool
@@ -49,7 +50,7 @@ LOGOUT_PATH = "/logout"
 # Load balancers and `rehab app`'s own start-up check poll this without a login; it says only "ok".
 PUBLIC_PATHS = frozenset({"/_stcore/health", LOGIN_PATH, START_PATH, CALLBACK_PATH})
 # Requests for these are API calls, not pages: refused with 401 rather than sent to the login page.
-API_PREFIXES = ("/_stcore/", "/media/", "/component/", "/static/", "/app/static/", "/auth/", "/oauth2callback")
+API_PREFIXES = ("/_stcore/", "/media/", FILES_PREFIX, "/component/", "/static/", "/app/static/", "/auth/", "/oauth2callback")
 MEDIA_PREFIX = "/media/"
 UPLOAD_PREFIX = "/_stcore/upload_file/"
 # The login form is two short fields; a longer body is not a login.
@@ -88,6 +89,7 @@ class Gateway:
         from rehab.app.common import TEMP_DIR
 
         self.sso = SsoRoutes(self, OidcClient(settings.sso)) if settings.sso else None
+        self.files = FileLinks(self)
         self.uploads = UploadSpool(Path(settings.data_dir) / TEMP_DIR / UPLOADS_DIR, settings.max_upload_bytes)
         # Streamlit session id -> login session id; written by the page script, read by the middleware.
         self._bindings: dict[str, str] = {}
@@ -115,7 +117,8 @@ class Gateway:
         from starlette.routing import Route
 
         routes = [Route(LOGIN_PATH, self._login, methods=["GET", "POST"]),
-                  Route(LOGOUT_PATH, self._logout, methods=["GET", "POST"])]
+                  Route(LOGOUT_PATH, self._logout, methods=["GET", "POST"]),
+                  Route(FILES_PREFIX + "{token}", self.files.serve, methods=["GET", "HEAD"])]
         if self.sso is not None:
             routes += [Route(START_PATH, self.sso.start, methods=["GET"]),
                        Route(CALLBACK_PATH, self.sso.callback, methods=["GET"])]
@@ -155,6 +158,13 @@ class Gateway:
     def owner_of(self, streamlit_session_id: str) -> str | None:
         with self._lock:
             return self._bindings.get(streamlit_session_id)
+
+    def session_connected(self, streamlit_session_id: str, login: LoginSession) -> bool:
+        """Whether that Streamlit session belongs to ``login`` and its browser tab is still connected."""
+        from streamlit.runtime import Runtime
+
+        return (self.owner_of(streamlit_session_id) == login.sid and Runtime.exists()
+                and Runtime.instance().get_client(streamlit_session_id) is not None)
 
     def _sessions_of(self, sid: str) -> list[str]:
         with self._lock:

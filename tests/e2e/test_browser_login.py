@@ -99,8 +99,18 @@ def test_chromium_logs_in_uploads_exports_and_media_stay_private(tmp_path, share
                 # The server streamed the browser's upload to one owner-only file, byte for byte (not memory).
                 [spooled] = list((data_dir / "tmp" / "uploads").iterdir())
                 assert spooled.read_bytes() == clip.read_bytes() and spooled.stat().st_mode & 0o777 == 0o600
-                src = page.locator("video[src*='/media/']").first.get_attribute("src")
+                # The video plays from disk through a link of this browser session (rehab.app.file_links).
+                src = page.locator("video[src*='/files/']").first.get_attribute("src")
                 media = urllib.parse.urlsplit(urllib.parse.urljoin(page.url, src)).path
+                played = page.request.get(f"http://127.0.0.1:{port}{media}", headers={"Range": "bytes=0-99"})
+                assert played.status == 206 and played.headers["content-type"] == "video/mp4"
+                video_file = next(data_dir.rglob("annotated.mp4"))
+                assert played.body() == video_file.read_bytes()[:100]
+                # The downloads are links streamed from disk too, under their own names.
+                csv_link = page.get_by_role("link", name="Download frames.csv").get_attribute("href")
+                got = page.request.get(f"http://127.0.0.1:{port}{csv_link}")
+                assert got.status == 200 and 'filename="frames.csv"' in got.headers["content-disposition"]
+                assert got.body() == (video_file.parent / "frames.csv").read_bytes()
 
                 # The media link: with this browser's cookie yes; without a cookie or with another login's, no.
                 assert page.request.get(f"http://127.0.0.1:{port}{media}").status == 200

@@ -75,7 +75,7 @@ def _cookie(server: Server, user: str = USER, password: str = PASSWORD) -> str:
 # Every kind of route Streamlit serves; none may answer without a login.
 PAGE_ROUTES = ["/", "/history", "/video", "/favicon.png"]
 API_ROUTES = [("GET", "/_stcore/metrics"), ("GET", "/_stcore/host-config"), ("GET", "/media/0123abcd.mp4"),
-              ("GET", "/media/0123abcd.csv"), ("GET", "/static/js/index.js"),
+              ("GET", "/media/0123abcd.csv"), ("GET", "/files/some-token"), ("GET", "/static/js/index.js"),
               ("GET", "/component/streamlit_webrtc.component/index.html"),
               ("PUT", "/_stcore/upload_file/some-session/some-file"), ("GET", "/_stcore/script-health-check"),
               ("GET", "/_stcore/bidi-components/x/index.js"), ("GET", "/_stcore/agent/openapi.json"),
@@ -239,6 +239,7 @@ def test_with_a_session_the_routes_answer(server):
         assert http_request(server, "GET", path, headers={"Cookie": cookie})[0] == 200, path
     # A media file that no session of this login made is not found, whatever its id.
     assert http_request(server, "GET", "/media/0123abcd.mp4", headers={"Cookie": cookie})[0] == 404
+    assert http_request(server, "GET", "/files/not-a-link", headers={"Cookie": cookie})[0] == 404
 
 
 def test_cookie_attributes_and_bad_cookies(server):

@@ -130,7 +130,7 @@ def _session_detail(store: Store, sessions: pd.DataFrame) -> None:
     if output_dir:
         folder = Path(output_dir)
         if (folder / VIDEO_NAME).is_file():
-            st.columns([2, 3])[0].video(str(folder / VIDEO_NAME))
+            common.show_video(st.columns([2, 3])[0], folder / VIDEO_NAME)
         if folder.is_dir():
             st.caption(f"Files of this session: `{folder}`")
         else:

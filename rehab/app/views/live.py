@@ -198,7 +198,7 @@ def _last_recording() -> None:
             st.warning(f"Part of the recording could not be written: {result.error}")
         video, files = st.columns([3, 2])
         if result.video_path is not None:
-            video.video(str(result.video_path))
+            common.show_video(video, result.video_path)
         for path in (result.video_path, result.frames_csv, result.summary_json):
             if path is not None:
                 files.download_button(f"Download {path.name}", path.read_bytes(), file_name=path.name,

@@ -149,7 +149,7 @@ def _show(result: UploadResult, index: int) -> None:
         folder = result.output_dir
         processing = result.summary["processing"]
         video, facts = st.columns([2, 3], gap="medium")
-        video.video(str(folder / VIDEO_FILE))
+        common.show_video(video, folder / VIDEO_FILE)
         with facts:
             a, b = st.columns(2)
             a.metric("Frames", processing["frames"])
@@ -160,8 +160,7 @@ def _show(result: UploadResult, index: int) -> None:
             for file_name in DOWNLOADS:
                 path = folder / file_name
                 if path.is_file():
-                    st.download_button(f"Download {file_name}", path.read_bytes(), file_name=file_name,
-                                       key=f"upload.download.{index}.{file_name}")
+                    common.download_link(f"Download {file_name}", path, key=f"upload.download.{index}.{file_name}")
             if result.filed_as:
                 st.caption(f"Added to the history of {result.filed_as}.")
             st.caption(f"Files in `{folder}`")

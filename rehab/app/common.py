@@ -268,7 +268,7 @@ def show_video(container, path: str | Path) -> None:
     container.video(urllib.parse.urljoin(str(st.context.url), link), format="video/mp4")
 
 
-def download_link(label: str, path: Path, key: str) -> None:
+def download_link(container, label: str, path: Path, key: str) -> None:
     """A download of ``path`` streamed from disk (rehab.app.file_links); Streamlit's download button, which holds
     the whole file in memory, only outside `rehab app`'s server."""
     from rehab.app import gateway
@@ -276,9 +276,9 @@ def download_link(label: str, path: Path, key: str) -> None:
     gw = gateway.active()
     ctx = get_script_run_ctx()
     if gw is None or ctx is None:
-        st.download_button(label, path.read_bytes(), file_name=path.name, key=key)
+        container.download_button(label, path.read_bytes(), file_name=path.name, key=key)
         return
     href = html.escape(gw.files.url_for(ctx.session_id, path) + "?download=1", quote=True)
-    st.markdown(f'<a href="{href}" download="{html.escape(path.name, quote=True)}" target="_self">'
-                f"{html.escape(label)}</a>", unsafe_allow_html=True)
+    container.markdown(f'<a href="{href}" download="{html.escape(path.name, quote=True)}" target="_self">'
+                       f"{html.escape(label)}</a>", unsafe_allow_html=True)
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -387,7 +388,7 @@ def make_camera_clip(source: Path, target: Path, size: tuple[int, int] = (640, 4
 def _video_state(page) -> dict:
     """Ready state, duration and play position of the recording's <video> element on the page."""
     return page.evaluate("""() => {
-        const v = [...document.querySelectorAll('video')].find(e => e.src && e.src.includes('/media/'));
+        const v = [...document.querySelectorAll('video')].find(e => e.src && e.src.includes('/files/'));
         if (!v) return null;
         return {readyState: v.readyState, duration: v.duration, currentTime: v.currentTime,
                 error: v.error ? v.error.code : null, width: v.videoWidth, height: v.videoHeight};
@@ -493,17 +494,22 @@ def run_live_session(clip: Path, data_dir: Path, model: Path | None, out: Path, 
                 saved.wait_for(timeout=left() * 1000)
                 result["saved_message"] = saved.inner_text()
                 result["after_recording"] = sample()
-                page.locator("video[src*='/media/']").scroll_into_view_if_needed(timeout=left() * 1000)
+                page.locator("video[src*='/files/']").scroll_into_view_if_needed(timeout=left() * 1000)
                 result["video_loaded"] = wait_for(
                     lambda: (s := _video_state(page)) and s["readyState"] >= 2 and s, min(15.0, left()))
-                page.evaluate("() => { const v = document.querySelector(\"video[src*='/media/']\"); "
+                page.evaluate("() => { const v = document.querySelector(\"video[src*='/files/']\"); "
                               "v.muted = true; return v.play(); }")
                 result["video_played"] = wait_for(
                     lambda: (s := _video_state(page)) and s["currentTime"] > 0.5 and s, min(15.0, left()))
                 page.screenshot(path=str(screenshots / "live_saved.png"))
-                src = page.evaluate("() => document.querySelector(\"video[src*='/media/']\").src")
+                src = page.evaluate("() => document.querySelector(\"video[src*='/files/']\").src")
                 result["media_with_cookie"] = page.request.get(src).status
                 result["media_without_cookie"] = _status_without_cookie(src)
+                # The recording's files are download links streamed from disk, not buttons holding their bytes.
+                href = page.get_by_role("link", name="Download frames.csv").get_attribute("href", timeout=left() * 1000)
+                got = page.request.get(urllib.parse.urljoin(page.url, href))
+                result["download_frames_csv"] = {"status": got.status, "disposition": got.headers.get(
+                    "content-disposition", ""), "bytes": len(got.body())}
                 page.frame_locator(WEBRTC_IFRAME).get_by_role("button", name="STOP").click(timeout=left() * 1000)
                 result["final"] = sample()
             except Exception as err:

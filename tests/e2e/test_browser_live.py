@@ -119,6 +119,9 @@ def test_live_page_processes_the_camera_records_and_plays_back(tmp_path, shared_
     # that login's cookie, and every file the server wrote is owner-only (the test runs with umask 022).
     assert "/login" not in seen["logged_in_at"]
     assert seen["media_with_cookie"] == 200 and seen["media_without_cookie"] == 401, seen
+    download = seen["download_frames_csv"]
+    assert download["status"] == 200 and 'filename="frames.csv"' in download["disposition"], download
+    assert download["bytes"] > 0, download
     assert seen["mode_problems"] == [], seen["mode_problems"]
     from rehab.store import Store
 

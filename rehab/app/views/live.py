@@ -201,8 +201,7 @@ def _last_recording() -> None:
             common.show_video(video, result.video_path)
         for path in (result.video_path, result.frames_csv, result.summary_json):
             if path is not None:
-                files.download_button(f"Download {path.name}", path.read_bytes(), file_name=path.name,
-                                      key=f"download.{path}")
+                common.download_link(files, f"Download {path.name}", path, key=f"download.{path}")
         if filed_as:
             files.caption(f"Added to the history of {filed_as}.")
 

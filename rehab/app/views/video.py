@@ -160,7 +160,7 @@ def _show(result: UploadResult, index: int) -> None:
             for file_name in DOWNLOADS:
                 path = folder / file_name
                 if path.is_file():
-                    common.download_link(f"Download {file_name}", path, key=f"upload.download.{index}.{file_name}")
+                    common.download_link(st, f"Download {file_name}", path, key=f"upload.download.{index}.{file_name}")
             if result.filed_as:
                 st.caption(f"Added to the history of {result.filed_as}.")
             st.caption(f"Files in `{folder}`")

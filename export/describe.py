@@ -17,6 +17,7 @@ from rehab.core.files import json_ready
 from rehab.core.skeleton import get_joint_set, joint_set_from_names
 from rehab.runtime.metadata import PRESENCE_OUTPUT_NAME, ModelInfo
 from train.config import Config
+from train.engine import recorded_best
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +57,9 @@ def checkpoint_metrics(config: Config, checkpoint: Mapping[str, Any]) -> dict[st
     """Evaluation metrics recorded in a checkpoint: its "metrics" entry, else train's best validation PCK."""
     if isinstance(checkpoint.get("metrics"), Mapping):
         return _jsonable(checkpoint["metrics"])
-    best = checkpoint.get("best_metric")
     kind = getattr(config.eval, "val_metric", "pck")
-    # train/ names what it kept the best of; older checkpoints held the validation metric (>= 0) or -train_loss.
-    name = checkpoint.get("best_metric_name", f"val_{kind}" if isinstance(best, (int, float)) and best >= 0 else "")
-    if config.data.val and name == f"val_{kind}" and isinstance(best, (int, float)) and math.isfinite(best):
+    name, best = recorded_best(checkpoint, kind)
+    if config.data.val and name == f"val_{kind}" and math.isfinite(best):
         alpha = config.eval.pckh_alpha if kind == "pckh" else config.eval.pck_alpha
         return {f"val_{kind}@{alpha}": float(best), "val_sets": [dataclasses.asdict(s) for s in config.data.val],
                 "limb_joints_only": config.eval.limb_joints_only, "flip_test": False,

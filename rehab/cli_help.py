@@ -18,11 +18,8 @@ class Command(TyperCommand):
         params = super().get_params(ctx)
         for param in params:
             if isinstance(param, TyperArgument):
-                if param.metavar:
-                    param.display_type_rich = _no_type_label
-                else:
-                    param.metavar = (param.name or "value").upper()
-                    param.display_type_rich = _no_type_label
+                param.metavar = param.metavar or (param.name or "value").upper()
+                param.display_type_rich = _no_type_label
             elif isinstance(param, TyperOption) and param.metavar is None and not param.is_flag:
                 param.metavar = _metavar_of(param)
         return params

@@ -188,13 +188,24 @@ def is_better(name: str, value: float, best: float) -> bool:
     return value < best if name == TRAIN_LOSS else value > best
 
 
-def checkpoint_best(ckpt: Mapping, name: str) -> float:
-    """The best value of ``name`` a checkpoint recorded, NaN when it tracked something else. Checkpoints from
-    before best_metric_name held the validation metric, or -train_loss (< 0) in runs without validation."""
-    value = float(ckpt.get("best_metric", math.nan))
+def recorded_best(ckpt: Mapping, val_metric: str) -> tuple[str, float]:
+    """(what the checkpoint kept the best of, its value in its own units); ("", NaN) when it cannot be told.
+    Checkpoints from before best_metric_name held the validation metric (``val_<val_metric>``), or -train_loss
+    (< 0) in runs without validation."""
+    value = ckpt.get("best_metric")
+    value = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
     recorded = ckpt.get("best_metric_name")
-    if recorded is None and math.isfinite(value):
-        recorded, value = (TRAIN_LOSS, -value) if value < 0 else (name if name != TRAIN_LOSS else "", value)
+    if recorded is None:
+        if not math.isfinite(value):
+            return "", math.nan
+        return (TRAIN_LOSS, -value) if value < 0 else (f"val_{val_metric}", value)
+    return str(recorded), value
+
+
+def checkpoint_best(ckpt: Mapping, name: str) -> float:
+    """The best value of ``name`` a checkpoint recorded, NaN when it tracked something else."""
+    val_metric = name[len("val_"):] if name.startswith("val_") else "pck"
+    recorded, value = recorded_best(ckpt, val_metric)
     if recorded != name:
         logger.info("the checkpoint kept the best %s; this run keeps the best %s and starts that afresh",
                     recorded or "(unknown)", name)

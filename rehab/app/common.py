@@ -253,32 +253,32 @@ def spooled_upload(upload):
     return gw.uploads.get(ctx.session_id, getattr(upload, "file_id", ""))
 
 
-def show_video(container, path: str | Path) -> None:
-    """Play a recording from disk (rehab.app.file_links) rather than through Streamlit's in-memory media store,
-    which would hold the whole file in the server's memory while it is shown. Outside `rehab app`'s server
-    (Streamlit's AppTest) the file goes the in-memory way."""
+def _file_link(path: str | Path) -> str | None:
+    """This browser session's /files/ link to ``path`` (rehab.app.file_links), or None outside `rehab app`'s
+    server (Streamlit's AppTest), where files go through Streamlit's in-memory media store."""
     from rehab.app import gateway
 
     gw = gateway.active()
     ctx = get_script_run_ctx()
-    if gw is None or ctx is None:
+    return None if gw is None or ctx is None else gw.files.url_for(ctx.session_id, path)
+
+
+def show_video(container, path: str | Path) -> None:
+    """Play a recording from disk rather than through Streamlit's media store, which would hold the whole file
+    in the server's memory while it is shown."""
+    link = _file_link(path)
+    if link is None:
         container.video(str(path))
-        return
-    link = gw.files.url_for(ctx.session_id, path)
-    container.video(urllib.parse.urljoin(str(st.context.url), link), format="video/mp4")
+    else:
+        container.video(urllib.parse.urljoin(str(st.context.url), link), format="video/mp4")
 
 
 def download_link(container, label: str, path: Path, key: str) -> None:
-    """A download of ``path`` streamed from disk (rehab.app.file_links); Streamlit's download button, which holds
-    the whole file in memory, only outside `rehab app`'s server."""
-    from rehab.app import gateway
-
-    gw = gateway.active()
-    ctx = get_script_run_ctx()
-    if gw is None or ctx is None:
+    """A download of ``path`` streamed from disk (Streamlit's download button would hold the file in memory)."""
+    link = _file_link(path)
+    if link is None:
         container.download_button(label, path.read_bytes(), file_name=path.name, key=key)
         return
-    href = html.escape(gw.files.url_for(ctx.session_id, path) + "?download=1", quote=True)
+    href = html.escape(link + "?download=1", quote=True)
     container.markdown(f'<a href="{href}" download="{html.escape(path.name, quote=True)}" target="_self">'
                        f"{html.escape(label)}</a>", unsafe_allow_html=True)
-

@@ -4,8 +4,8 @@
 shows them): a 30-minute recording is ~60 MB of RSS for as long as it is on screen, per browser. Instead a page
 asks for a link (:meth:`FileLinks.url_for`) and hands that URL to ``st.video``; ``GET /files/<token>`` then
 streams the file from disk with range requests (seeking), never holding it. A token names one file for one
-Streamlit session, and is answered only to the login bound to that session while it is connected, as
-``/media`` is (rehab.app.gateway).
+Streamlit session, and is answered only to the login bound to that session while it is connected: the gateway's
+middleware checks it (:meth:`FileLinks.allowed`) where it checks ``/media``.
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ from pathlib import Path
 FILES_PREFIX = "/files/"
 # Links kept at a time (a few per open page); the oldest are forgotten first.
 MAX_LINKS = 1024
-MEDIA_TYPES = {".mp4": "video/mp4", ".csv": "text/csv", ".parquet": "application/octet-stream",
-               ".json": "application/json", ".pdf": "application/pdf", ".html": "text/html"}
 
 
 @dataclass(frozen=True)
@@ -47,34 +45,27 @@ class FileLinks:
                 self._tokens[key] = token
                 self._links[token] = _Link(streamlit_session, path)
                 while len(self._links) > MAX_LINKS:
-                    old_token, old = self._links.popitem(last=False)
+                    _, old = self._links.popitem(last=False)
                     self._tokens.pop((old.streamlit_session, old.path), None)
             else:
                 self._links.move_to_end(token)
         return f"{FILES_PREFIX}{token}"
 
-    def link(self, token: str) -> tuple[str, Path] | None:
+    def allowed(self, token: str, login) -> bool:
+        """Whether ``token`` names a file shown to a connected Streamlit session of ``login``."""
         with self._lock:
             found = self._links.get(token)
-        return None if found is None else (found.streamlit_session, found.path)
+        return found is not None and self.gateway.session_connected(found.streamlit_session, login)
 
     async def serve(self, request):
+        """The file, streamed from disk (the middleware has checked the login when one is required)."""
         from starlette.responses import FileResponse, PlainTextResponse
 
-        from rehab.app.gateway import COOKIE_NAME
-
-        found = self.link(request.path_params.get("token", ""))
-        refused = PlainTextResponse("no such file for this session\n", status_code=404)
-        if found is None:
-            return refused
-        session, path = found
-        if self.gateway.enabled:
-            login = self.gateway.session_from_token(request.cookies.get(COOKIE_NAME))
-            if login is None or not self.gateway.session_connected(session, login):
-                return refused
-        if not path.is_file():
-            return refused
-        # ?download=1: as an attachment under the file's own name (a download link), else inline (a video).
-        return FileResponse(path, media_type=MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream"),
-                            filename=path.name if request.query_params.get("download") else None,
+        with self._lock:
+            found = self._links.get(request.path_params.get("token", ""))
+        if found is None or not found.path.is_file():
+            return PlainTextResponse("no such file for this session\n", status_code=404)
+        # ?download=1: as an attachment under the file's own name (a download link), else inline (a video); the
+        # type is guessed from the name.
+        return FileResponse(found.path, filename=found.path.name if request.query_params.get("download") else None,
                             headers={"cache-control": "private, no-store"})

@@ -190,7 +190,7 @@ class Gateway:
         if table is not None and lock is not None:
             with lock:
                 makers.update(session for session, files in table.items() if file_id in files.values())
-        return any(self.owner_of(s) == login.sid and runtime.get_client(s) is not None for s in makers)
+        return any(self.session_connected(s, login) for s in makers)
 
     def watch_media(self) -> None:
         """Record which Streamlit session makes each media file (videos, downloads); idempotent.
@@ -251,12 +251,9 @@ class Gateway:
             # Another site's form posting here (login CSRF: the browser would end up in the attacker's account).
             return self.login_response(target, "Log in from this page.", status=403)
         client = client_address(request.scope)
-        locked = self.throttle.locked_for_s(client)
-        if locked > 0:
-            log.warning("login from %s refused: locked out for %.0f s more", client, locked)
-            response = self.login_response(target, f"Too many failed attempts. Try again in {locked:.0f} s.", status=429)
-            response.headers["Retry-After"] = str(int(locked) + 1)
-            return response
+        locked = self.locked_out(client, target)
+        if locked is not None:
+            return locked
         body = await _read_limited(request, LOGIN_BODY_MAX_BYTES)
         if body is None:
             return self.login_response(target, "The login form was too large.", status=413)
@@ -275,6 +272,16 @@ class Gateway:
             return self.login_response(target, message, user, status=429 if lockout else 401)
         self.throttle.succeeded(client)
         return await self.open_session(RedirectResponse(target, status_code=303, headers=_NO_STORE), request, user)
+
+    def locked_out(self, client: str, target: str):
+        """The login page with 429 while ``client`` is locked out after failed logins (password or SSO), else None."""
+        locked = self.throttle.locked_for_s(client)
+        if locked <= 0:
+            return None
+        log.warning("login from %s refused: locked out for %.0f s more", client, locked)
+        response = self.login_response(target, f"Too many failed attempts. Try again in {locked:.0f} s.", status=429)
+        response.headers["Retry-After"] = str(int(locked) + 1)
+        return response
 
     def login_response(self, target: str, message: str | None = None, user: str = "", status: int = 200):
         from starlette.responses import HTMLResponse
@@ -353,6 +360,8 @@ class AuthMiddleware:
                 return Refusal(403, "that session belongs to another login")
             return None
         if path.startswith(MEDIA_PREFIX) and not self.gateway.media_allowed(path[len(MEDIA_PREFIX):], login):
+            return Refusal(404, "no such file for this session")
+        if path.startswith(FILES_PREFIX) and not self.gateway.files.allowed(path[len(FILES_PREFIX):], login):
             return Refusal(404, "no such file for this session")
         if path.startswith(UPLOAD_PREFIX):
             session_id = path[len(UPLOAD_PREFIX):].split("/", 1)[0]

@@ -235,10 +235,9 @@ class SsoRoutes:
         from rehab.app.gateway import client_address, is_https, safe_next
 
         target = safe_next(request.query_params.get("next"))
-        locked = self.gateway.throttle.locked_for_s(client_address(request.scope))
-        if locked > 0:
-            return self.gateway.login_response(target, f"Too many failed attempts. Try again in {locked:.0f} s.",
-                                               status=429)
+        locked = self.gateway.locked_out(client_address(request.scope), target)
+        if locked is not None:
+            return locked
         try:
             url, state = await asyncio.to_thread(self.client.start, target)
         except SsoError as exc:

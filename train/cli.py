@@ -226,3 +226,65 @@ def study_summary(
     target = out or folder / "SUMMARY.md"
     target.write_text(text)
     typer.echo(f"wrote {target}")
+
+
+@app.command("mine-negatives", cls=Command)
+def mine_negatives(
+    mined: Path = typer.Argument(..., help="mined-negatives JSON: written by the miner, read by --write-strips/--clear"),
+    model: Optional[Path] = typer.Option(None, "--model", help="ONNX model whose search-and-track loop is replayed "
+                                         "(default: the shipped one)"),
+    dataset: str = typer.Option("lspet", "--dataset", help="lspet | lsp (the training split of LSP)"),
+    start: Optional[int] = typer.Option(None, "--start", help="first image of the dataset (a Python slice)"),
+    stop: Optional[int] = typer.Option(None, "--stop", help="image to stop before, e.g. -500 to keep LSPET's "
+                                       "held-out last 500 out"),
+    write_strips: Optional[Path] = typer.Option(None, "--write-strips", help="write the strips of MINED as PNGs "
+                                                "and list.json (the person oracle's input) into this folder"),
+    clear: Optional[Path] = typer.Option(None, "--clear", help="the oracle's JSON for those strips: keep the "
+                                         "strips it found nobody in"),
+    output: Optional[Path] = typer.Option(None, "--output", help="with --clear: where the cleared file goes"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Replay the runtime's search-and-track loop on person-free strips of photos; keep where it finds somebody."""
+    from train import hard_negatives as hn
+    from train.config import default_shared_dir
+
+    _logging(verbose)
+    try:
+        if write_strips is not None:
+            _, strips = hn.load(mined)
+            listing = hn.write_strips(strips, write_strips, default_shared_dir())
+            typer.echo(f"wrote {listing} ({len(strips)} strips)")
+            return
+        if clear is not None:
+            if output is None:
+                raise ValueError("--clear needs --output (the cleared file)")
+            about, strips = hn.load(mined)
+            cleared, dropped = hn.keep_cleared(strips, clear)
+            kept, faces = hn.drop_with_faces(cleared, default_shared_dir())
+            hn.save(output, kept, {**about, "oracle": clear.name, "oracle_found_person": dropped,
+                                   "face_found": faces})
+            typer.echo(f"kept {len(kept)} strips: {dropped} had a person by the pose oracle, {faces} more a face "
+                       f"(CenterFace >= {hn.FACE_THRESHOLD}): {output}")
+            return
+        from rehab.pose_annotations import read_lsp, read_lspet
+        from rehab.runtime.model import PoseModel
+        from rehab.settings import RuntimeSettings
+        from train.config import REPO_ROOT as REPO
+
+        readers = {"lspet": lambda: read_lspet(default_shared_dir() / "data" / "lspet"),
+                   "lsp": lambda: read_lsp(default_shared_dir() / "data" / "lsp", "train")}
+        if dataset not in readers:
+            raise ValueError(f"--dataset must be one of {sorted(readers)}, got {dataset!r}")
+        records = readers[dataset]()[start:stop]
+        pose_model = PoseModel.load(model, threads=2)
+        if not pose_model.info.has_presence:
+            raise ValueError(f"{pose_model.path} has no presence output: there is no loop to replay")
+        hard, searched = hn.mine(records, pose_model, RuntimeSettings())
+        hn.relative_images(hard, default_shared_dir())
+        model_name = pose_model.path.resolve()
+        model_name = model_name.relative_to(REPO) if model_name.is_relative_to(REPO) else model_name
+        hn.save(mined, hard, {"model": str(model_name), "dataset": dataset, "start": start, "stop": stop,
+                              "images": len(records), "strips_searched": searched})
+        typer.echo(f"{len(hard)} hard strips of {searched} searched in {len(records)} images: {mined}")
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(exc)

@@ -29,7 +29,9 @@ SHARED_DIR_ENV = "REHAB_SHARED_DIR"
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 
-SOURCE_KINDS = ("lsp", "lspet", "mpii", "mpii_json", "coco", "synthetic", "video")
+SOURCE_KINDS = ("lsp", "lspet", "mpii", "mpii_json", "coco", "synthetic", "video", "mined")
+# Kinds that make their own samples (no annotated records): their count is their size, never a subset.
+GENERATED_KINDS = ("synthetic", "video", "mined")
 CROP_MODES = ("person", "full_image")
 # What a source's samples are: a person (presence 1, heatmaps as annotated) or person-free background
 # (presence 0, all-zero heatmaps with weight 1, so the network learns to output nothing there).
@@ -69,6 +71,8 @@ class SourceConfig:
     zoom_out: [min, max] extra scale multiplier drawn per person crop (the person smaller in the crop).
     kind synthetic: procedural person-free images (flat colours, noise, gradients, blur, shapes); path unused,
         ``count`` sets the size (default 1000).
+    kind mined: hard person-free crops mined by ``python -m train mine-negatives`` (train.hard_negatives); ``path``
+        is the mined file, relative to the repository (it is ours), its images relative to ``data.root``.
     kind video: frames of the clip at ``path``; ``person_box_xyxy`` is the box (frame pixels) that holds the
         person in every frame (hand-labelled), ``exclude_boxes_xyxy`` other people or human-like objects that
         no background crop may touch; ``frame_step`` keeps every n-th frame.
@@ -317,8 +321,8 @@ def _check_source(src: SourceConfig, where: str) -> None:
     _check_choice(src.sample, SAMPLE_MODES, f"{where}.sample")
     if src.zoom_out and (len(src.zoom_out) != 2 or not 0 < src.zoom_out[0] <= src.zoom_out[1]):
         raise ConfigError(f"{where}.zoom_out must be [min, max] with 0 < min <= max, got {src.zoom_out}")
-    if src.kind == "synthetic" and src.sample != "background":
-        raise ConfigError(f"{where}: synthetic images hold no person; set sample: background")
+    if src.kind in ("synthetic", "mined") and src.sample != "background":
+        raise ConfigError(f"{where}: {src.kind} images hold no person; set sample: background")
     if src.kind == "video":
         if len(src.person_box_xyxy) != 4:
             raise ConfigError(f"{where}: a video source needs person_box_xyxy [x1, y1, x2, y2] (frame pixels), the box "
@@ -450,11 +454,11 @@ def resolve(cfg: Config) -> Config:
             _check_source(src, f"{group}[{i}]")
     for group, sources in (("data.val", cfg.data.val), ("finetune.source_val", cfg.finetune.source_val)):
         for i, src in enumerate(sources):
-            if src.sample != "person" or src.kind in ("synthetic", "video"):
+            if src.sample != "person" or src.kind in GENERATED_KINDS:
                 raise ConfigError(f"{group}[{i}]: pose evaluation needs annotated people (kind lsp, lspet, mpii, "
                                   f"mpii_json or coco with sample: person), got kind {src.kind}, sample {src.sample}")
-    # A synthetic or video source's count is its size, not a share of the epoch.
-    counts = [s.count is not None for s in cfg.data.train if s.kind not in ("synthetic", "video")]
+    # A generated source's count is its size, not a share of the epoch.
+    counts = [s.count is not None for s in cfg.data.train if s.kind not in GENERATED_KINDS]
     ratios = [s.ratio is not None for s in cfg.data.train]
     if any(counts) and any(ratios):
         raise ConfigError("data.train: give either count or ratio for the sources, not both")

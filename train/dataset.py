@@ -45,7 +45,8 @@ from train.augment import (
     paste_occluders,
     photometric,
 )
-from train.config import AugmentConfig, Config, SourceConfig, resolve_path
+from train.config import GENERATED_KINDS, REPO_ROOT, AugmentConfig, Config, SourceConfig, data_root, resolve_path
+from train.hard_negatives import MinedDataset
 from train.preprocess import crop
 from train.presence import (
     LETTERBOX_PROB,
@@ -398,6 +399,11 @@ def build_source_dataset(cfg: Config, src: SourceConfig, train: bool):
     if src.kind == "synthetic":
         return SyntheticDataset(src.count or SYNTHETIC_DEFAULT_COUNT, num_joints, cfg.model.input_size,
                                 cfg.model.heatmap_size, seed=cfg.train.seed, train=train)
+    if src.kind == "mined":
+        path = Path(src.path) if Path(src.path).is_absolute() else REPO_ROOT / src.path
+        return MinedDataset(path, num_joints, cfg.model.input_size, cfg.model.heatmap_size, count=src.count,
+                            seed=cfg.train.seed, train=train, flip_prob=cfg.augment.flip_prob if train else 0.0,
+                            image_root=data_root(cfg))
     if src.kind == "video":
         return VideoDataset(resolve_path(cfg, src.path), src.person_box_xyxy, src.exclude_boxes_xyxy, src.sample,
                             num_joints, cfg.model.input_size, cfg.model.heatmap_size, frame_step=src.frame_step,
@@ -413,8 +419,8 @@ def build_source_dataset(cfg: Config, src: SourceConfig, train: bool):
 
 def build_train_dataset(cfg: Config) -> MixedDataset:
     sources = [build_source_dataset(cfg, s, train=True) for s in cfg.data.train]
-    # A synthetic or video source's count is its size, not a subset of it.
-    counts = [None if s.kind in ("synthetic", "video") else s.count for s in cfg.data.train]
+    # A generated source's count is its size, not a subset of it.
+    counts = [None if s.kind in GENERATED_KINDS else s.count for s in cfg.data.train]
     return MixedDataset(sources, counts, [s.ratio for s in cfg.data.train], cfg.data.epoch_size, seed=cfg.train.seed)
 
 

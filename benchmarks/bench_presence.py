@@ -45,7 +45,7 @@ def main(argv=None) -> dict:
                 # the tracker before it searched the frame on which a track was lost and confirmed a person
                 "no re-search, no confirmation": base.with_overrides(roi={"search_on_loss": False,
                                                                           "confirm_frames": 1}),
-                "presence ignored": base.with_overrides(scores={"presence_min": 0.0})}
+                "presence ignored": base.with_overrides(scores={"presence_min": 0.0, "presence_acquire_min": 0.0})}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         clips = [(c.name, build_clip(c, Path(tmp)), c.truth, c.entries) for c in BUILT_CLIPS]

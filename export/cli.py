@@ -67,6 +67,9 @@ def export(
     presence_threshold: Optional[float] = typer.Option(
         None, help="For a model with a presence head: the probability at or above which a person counts as present "
                    "(stored as rehab.presence_threshold; default 0.5)."),
+    presence_acquire_threshold: Optional[float] = typer.Option(
+        None, help="For a model with a presence head: the higher probability a person not yet tracked needs to be "
+                   "acquired (stored as rehab.presence_acquire_threshold; default: none, one threshold)."),
     threads: int = typer.Option(DEFAULT_THREADS, help="CPU threads for torch and ONNX Runtime during verification."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
@@ -78,7 +81,8 @@ def export(
                             subpixel=subpixel, eval_flip_test=eval_flip_test, threads=threads, progress=progress)
     try:
         result = export_checkpoint(checkpoint, output, data_root, options, metrics=_read_metrics(metrics), name=name,
-                                   presence_threshold=presence_threshold)
+                                   presence_threshold=presence_threshold,
+                                   presence_acquire_threshold=presence_acquire_threshold)
     except DriftError as exc:
         if exc.export is not None:
             typer.echo(exc.export.table())

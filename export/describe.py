@@ -91,7 +91,8 @@ def training_summary(config: Config, checkpoint: Mapping[str, Any]) -> dict[str,
 
 def info_from_config(config: Config, checkpoint: Mapping[str, Any] | None = None, name: str = "",
                      source_sha256: str = "", metrics: Mapping[str, Any] | None = None,
-                     presence_threshold: float | None = None) -> ModelInfo:
+                     presence_threshold: float | None = None,
+                     presence_acquire_threshold: float | None = None) -> ModelInfo:
     """ModelInfo of a network built from ``config`` (train's Config; ``checkpoint`` the raw dict). A network with
     a presence head gets the presence output and ``presence_threshold`` (default DEFAULT_PRESENCE_THRESHOLD)."""
     checkpoint = checkpoint or {}
@@ -131,4 +132,6 @@ def info_from_config(config: Config, checkpoint: Mapping[str, Any] | None = None
         presence_output=PRESENCE_OUTPUT_NAME if m.presence_head else "",
         presence_threshold=(None if not m.presence_head else
                             DEFAULT_PRESENCE_THRESHOLD if presence_threshold is None else float(presence_threshold)),
+        presence_acquire_threshold=(None if not m.presence_head or presence_acquire_threshold is None else
+                                    float(presence_acquire_threshold)),
     )

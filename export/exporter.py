@@ -341,15 +341,18 @@ def _export_int8(output: Path, info: ModelInfo, data_root, eval_records, fp32_su
 def export_checkpoint(checkpoint: str | os.PathLike[str], output: str | os.PathLike[str] | None = None,
                       data_root: str | os.PathLike[str] | None = None, options: ExportOptions = ExportOptions(),
                       metrics: dict[str, Any] | None = None, name: str = "",
-                      presence_threshold: float | None = None) -> ExportResult:
+                      presence_threshold: float | None = None,
+                      presence_acquire_threshold: float | None = None) -> ExportResult:
     """Export a train/ checkpoint (last.pt / best.pt); ``output`` defaults to the checkpoint with .onnx.
-    ``presence_threshold`` (a probability) is stored for a model with a presence head (default 0.5)."""
+    ``presence_threshold`` (a probability) is stored for a model with a presence head (default 0.5), and
+    ``presence_acquire_threshold`` (the hysteresis' higher threshold) when given."""
     from train.model import load_checkpoint
 
     checkpoint = Path(checkpoint)
     model, config, ckpt = load_checkpoint(checkpoint)
-    if presence_threshold is not None and not config.model.presence_head:
-        raise ValueError(f"--presence-threshold was given but {checkpoint} has no presence head")
+    if (presence_threshold is not None or presence_acquire_threshold is not None) and not config.model.presence_head:
+        raise ValueError(f"a presence threshold was given but {checkpoint} has no presence head")
     info = info_from_config(config, ckpt, name=name, source_sha256=sha256_file(checkpoint), metrics=metrics,
-                            presence_threshold=presence_threshold)
+                            presence_threshold=presence_threshold,
+                            presence_acquire_threshold=presence_acquire_threshold)
     return export_model(model, info, output or checkpoint.with_suffix(".onnx"), data_root, options)

@@ -144,8 +144,11 @@ def _presence_section(info, finetune: list[dict], presence: dict, report: dict, 
              (f"The file has a second output `{info.presence_output}` (N, 1): a logit, sigmoid = the probability "
               f"that a person is in the crop. Metadata: `rehab.presence_output` = \"{info.presence_output}\", "
               f"`rehab.presence_threshold` = \"{info.presence_threshold:g}\" (a person is present when the "
-              "probability is at or above it). `Pose.presence` carries the probability (flip test: the mean of the "
-              "two logits)."), "",
+              "probability is at or above it)"
+              + (f", `rehab.presence_acquire_threshold` = \"{info.presence_acquire_threshold:g}\" (a person not yet "
+                 "tracked must reach it to be acquired; once tracked they stay while at the first threshold)"
+                 if info.presence_acquire_threshold is not None else "")
+              + ". `Pose.presence` carries the probability (flip test: the mean of the two logits)."), "",
              (f"Trained by `{PRESENCE_CONFIG}`: the pose model gains a head on its pooled backbone features (global "
               "average + max pooling, 640 -> 64 -> 1)"
               + (" trained alone: the pose weights are frozen (`train.freeze_pose`), so the heatmaps, and the pose "
@@ -161,7 +164,7 @@ def _presence_section(info, finetune: list[dict], presence: dict, report: dict, 
              "", "| source | sample | share of an epoch | heatmap loss (while pose weights learn) |", "|---|---|---|---|"]
     total = sum(float(s_.get("ratio") or 0) for s_ in sources) or 1.0
     for src in sources:
-        where = Path(src["path"]).name if src["kind"] == "video" else f"{src['kind']} {src['split']}"
+        where = Path(src["path"]).name if src["kind"] in ("video", "mined") else f"{src['kind']} {src['split']}"
         extra = ", whole image" if src.get("crop") == "full_image" else (
             f", zoomed out x{src['zoom_out'][0]:g}-{src['zoom_out'][1]:g}" if src.get("zoom_out") else "")
         lines.append(f"| {src['kind']}: {where}{extra} | {src.get('sample', 'person')} | "
@@ -172,7 +175,12 @@ def _presence_section(info, finetune: list[dict], presence: dict, report: dict, 
                    "synthetic images (flat colours including black and white, Gaussian and uniform static noise, "
                    "gradients, smooth blobs, shapes, optionally blurred), and crops of the room around the person in "
                    "pose2sim_balancing_cam02/cam03 (a hand-labelled box holds the person in every frame; a "
-                   "bystander and an anatomical skeleton are kept out). Partial people are never drawn: background "
+                   "bystander and an anatomical skeleton are kept out)"
+                   + (", and hard crops mined where the previous model's own search-and-track loop found somebody "
+                      "in person-free strips of LSPET training photos, cleared of unannotated people by MediaPipe "
+                      "Pose and CenterFace (`python -m train mine-negatives`, train/hard_negatives.py)"
+                      if any(src["kind"] == "mined" for src in sources) else "")
+                   + ". Partial people are never drawn: background "
                    "crops keep clear of the person, person crops hold the whole person. Other, unannotated people "
                    "in LSP/LSPET photos can fall into background crops (label noise, accepted).")]
     t = presence["test"]
@@ -185,6 +193,10 @@ def _presence_section(info, finetune: list[dict], presence: dict, report: dict, 
         a = r["at_threshold"]
         lines.append(f"| {name} | {r['crops']} | {r['persons']} | {r['auc']:.5f} | {100 * a['recall']:.1f}% | "
                      f"{100 * a['specificity']:.1f}% | {100 * a['accuracy']:.1f}% |")
+    if presence.get("validation_at_acquire") and info.presence_acquire_threshold is not None:
+        a = presence["validation_at_acquire"]
+        lines += ["", (f"Acquire threshold {presence['acquire_threshold']:g} ({presence['acquire_rule']}): validation "
+                       f"recall of persons {100 * a['recall']:.1f}%, person-free rejected {100 * a['specificity']:.1f}%.")]
     lines += ["", f"Per subset of the test set at {presence['threshold']:g}:", "",
               "| subset | crops | called person | median presence |", "|---|---|---|---|"]
     for name, sub in t["subsets"].items():

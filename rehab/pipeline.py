@@ -98,6 +98,8 @@ class Pipeline:
         self._anonymizer = Anonymizer(self.joint_names, self.settings.anonymize, min_score)
         self._gate = AngleGate(self.settings.angles)
         self.presence_min = self._presence_threshold()
+        self.presence_acquire_min = self._acquire_threshold()
+        self._holding = False  # a person was found on the previous frame (presence_min keeps them)
         self.exercise: Exercise | None = None
         self._tracker: ExerciseTracker | None = None
         self.set_exercise(exercise)
@@ -125,6 +127,7 @@ class Pipeline:
         self._frame_index = 0
         self._last_t = -math.inf
         self._seen_run = 0
+        self._holding = False
 
     @property
     def reps(self) -> list[ExerciseRep]:
@@ -147,11 +150,28 @@ class Pipeline:
             return self.settings.scores.presence_min
         return float(info.presence_threshold)
 
+    def _acquire_threshold(self) -> float | None:
+        """The presence a person not yet tracked needs (settings, else the model's metadata, else presence_min)."""
+        if self.presence_min is None:
+            return None
+        value = self.settings.scores.presence_acquire_min
+        if value is None:
+            value = getattr(self.model.info, "presence_acquire_threshold", None)
+        if value is None:
+            return self.presence_min
+        if value < self.presence_min:
+            raise ValueError(f"scores.presence_acquire_min ({value}) must be at least the presence that keeps a "
+                             f"tracked person ({self.presence_min})")
+        return float(value)
+
     def _absent_reason(self, presence: float | None) -> str:
         """Why nobody is there ("" when somebody may be: the joints decide then)."""
-        if self.presence_min is None or presence is None or presence >= self.presence_min:
+        if self.presence_min is None or presence is None:
             return ""
-        return f"nobody here (presence {presence:.2f} < {self.presence_min:.2f})"
+        need = self.presence_min if self._holding else self.presence_acquire_min
+        if presence >= need:
+            return ""
+        return f"nobody here (presence {presence:.2f} < {need:.2f})"
 
     def _search(self, frame: np.ndarray, size: tuple[int, int]) -> tuple["Pose", RoiDecision]:
         """Look for a person in the whole frame and in overlapping windows, widest view first.
@@ -228,6 +248,7 @@ class Pipeline:
         seen = not absent and int(reliable.sum()) >= s.roi.min_joints
         self._seen_run = self._seen_run + 1 if seen else 0
         found = seen and self._seen_run >= s.roi.confirm_frames
+        self._holding = found
         pose = replace(raw, keypoints_px=smoothed.keypoints_px) if found else None
         lap("smooth")
 

@@ -45,11 +45,17 @@ class ScoreSettings:
     # A person is there when the model's presence output (a probability, for models that have one) reaches
     # this; None takes the threshold stored in the model's metadata, chosen on held-out crops at export.
     presence_min: float | None = None
+    # Hysteresis, as trackers do (MediaPipe's detection vs tracking confidence): a person not yet tracked must
+    # reach this presence to be acquired (by a search, and on each of roi.confirm_frames); once found, they stay
+    # while the presence is at least presence_min. None takes the model's metadata value when it has one, else
+    # presence_min (no hysteresis).
+    presence_acquire_min: float | None = None
 
     def __post_init__(self) -> None:
         _unit_interval(self, "joint_min_score")
-        if self.presence_min is not None:
-            _unit_interval(self, "presence_min")
+        for name in ("presence_min", "presence_acquire_min"):
+            if getattr(self, name) is not None:
+                _unit_interval(self, name)
 
 
 @dataclass(frozen=True)
@@ -77,7 +83,8 @@ class RoiSettings:
     # these fractions of the frame's shorter side, tiled with the overlap below, and keep the window with the
     # highest presence: a person entering at the edge of a wide frame is small in the letterboxed whole frame.
     # () searches the whole frame only. The cost (one model input per window) is paid only while nobody is
-    # tracked.
+    # tracked. A model whose presence is unsure of small people needs a second, smaller scale, e.g. (1.0, 0.6):
+    # docs/presence_heads.md.
     search_window_scales: tuple[float, ...] = (1.0,)
     # Neighbouring windows share this fraction of their side, so a person is whole in at least one window.
     search_overlap: float = 0.34

@@ -33,9 +33,9 @@ _STRING_FIELDS = ("name", "channel_order", "backbone", "source_sha256", "exporte
                   "presence_output", "heatmap_encoding", "heatmap_decoding")
 # Fields added to schema 1 later, with a default: files written before them lack the key and still load.
 _OPTIONAL_FIELDS = ("graph_rewrites", "presence_output", "presence_threshold", "heatmap_encoding", "heatmap_decoding",
-                    "box_padding")
+                    "box_padding", "presence_acquire_threshold")
 # Optional fields written only when set: a model without a presence output carries no presence keys.
-_WRITTEN_WHEN_SET = ("presence_output", "presence_threshold")
+_WRITTEN_WHEN_SET = ("presence_output", "presence_threshold", "presence_acquire_threshold")
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,9 @@ class ModelInfo:
     ``graph_rewrites`` the export's graph passes that were applied (name -> what they changed, e.g.
     ``subpixel_deconv``: deconvolutions in sub-pixel form), empty for files exported without any.
     ``presence_output`` names the optional second output, a presence logit (N, 1) per crop ("" = none), and
-    ``presence_threshold`` the probability sigmoid(logit) at or above which a person counts as present.
+    ``presence_threshold`` the probability sigmoid(logit) at or above which a person counts as present, and
+    ``presence_acquire_threshold`` (optional, at least presence_threshold) the probability a person not yet
+    tracked must reach to be acquired: a tracked person stays while at presence_threshold (hysteresis).
     ``heatmap_encoding`` / ``heatmap_decoding``: the codec of rehab.core.heatmaps the model was trained with
     (standard | udp) and decodes with (quarter | dark); files without the keys are standard + quarter.
     ``box_padding``: the factor by which a person box was enlarged into the training crops, and so must be at
@@ -87,6 +89,7 @@ class ModelInfo:
     heatmap_encoding: str = "standard"
     heatmap_decoding: str = "quarter"
     box_padding: float = DEFAULT_BOX_PADDING
+    presence_acquire_threshold: float | None = None
 
     def __post_init__(self) -> None:
         k = len(self.joint_names)
@@ -133,6 +136,15 @@ class ModelInfo:
             if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 < float(t) < 1.0:
                 raise ValueError(f"presence_threshold must be a probability in (0, 1), got {t!r}")
             object.__setattr__(self, "presence_threshold", float(t))
+        if self.presence_acquire_threshold is not None:
+            t = self.presence_acquire_threshold
+            if self.presence_threshold is None:
+                raise ValueError("presence_acquire_threshold is set but presence_threshold is not")
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not (
+                    self.presence_threshold <= float(t) < 1.0):
+                raise ValueError(f"presence_acquire_threshold must be a probability in [presence_threshold "
+                                 f"({self.presence_threshold}), 1), got {t!r}")
+            object.__setattr__(self, "presence_acquire_threshold", float(t))
 
     @property
     def has_presence(self) -> bool:

@@ -108,12 +108,19 @@ def test_presence_keys_round_trip_and_are_absent_without_presence():
     assert json.loads(props["rehab.presence_threshold"]) == 0.35
     back = from_metadata_props(props, "x.onnx")
     assert back == info and back.has_presence and back.presence_threshold == 0.35
+    assert "rehab.presence_acquire_threshold" not in props and back.presence_acquire_threshold is None
+    both = make_info(presence_output="presence", presence_threshold=0.1, presence_acquire_threshold=0.3)
+    props = to_metadata_props(both)
+    assert json.loads(props["rehab.presence_acquire_threshold"]) == 0.3
+    assert from_metadata_props(props, "x.onnx") == both
 
 
 @pytest.mark.parametrize("changes, match", [
     ({"presence_output": "presence", "presence_threshold": 1.5}, "probability"),
     ({"presence_output": "presence", "presence_threshold": 0.0}, "probability"),
     ({"presence_threshold": 0.5}, "no presence output"),
+    ({"presence_output": "presence", "presence_threshold": 0.3, "presence_acquire_threshold": 0.2}, r"\[presence_thr"),
+    ({"presence_output": "presence", "presence_acquire_threshold": 0.5}, "presence_threshold is not"),
 ])
 def test_presence_threshold_is_validated(changes, match):
     with pytest.raises(ValueError, match=match):

@@ -294,3 +294,39 @@ def test_the_presence_threshold_comes_from_the_model_unless_the_settings_say_oth
     assert Pipeline(model, NO_FACE_DETECTOR).process(frame(), 0.0).person_found
     strict = NO_FACE_DETECTOR.with_overrides(scores={"presence_min": 0.5})
     assert not Pipeline(model, strict).process(frame(), 0.0).person_found
+
+
+class FixedPresenceModel(PresenceModel):
+    """The person everywhere, at the presence the test sets."""
+
+    def __init__(self, presence: float) -> None:
+        super().__init__(angle_pose(), threshold=0.2)
+        self.info.presence_acquire_threshold = 0.5
+        self.presence = presence
+
+    def _pose(self, frame_size, box) -> Pose:
+        return Pose(self.person, np.full(14, 0.9, np.float32), LSP14.joints, presence=self.presence)
+
+
+def test_a_person_is_acquired_at_the_higher_presence_and_kept_at_the_lower_one():
+    model = FixedPresenceModel(0.3)  # between the two thresholds: not enough to be acquired
+    pipe = Pipeline(model, NO_FACE_DETECTOR)
+    assert (pipe.presence_min, pipe.presence_acquire_min) == (0.2, 0.5)  # both from the model's metadata
+    first = pipe.process(frame(), 0.0)
+    assert not first.person_found and first.presence == pytest.approx(0.3)
+    model.presence = 0.6
+    assert pipe.process(frame(), 1 / 30).person_found
+    model.presence = 0.3  # tracked: kept while at least presence_min
+    kept = pipe.process(frame(), 2 / 30)
+    assert kept.person_found and kept.roi_reason == "track"
+    model.presence = 0.1  # lost; from now on it takes 0.5 again
+    assert not pipe.process(frame(), 3 / 30).person_found
+    model.presence = 0.3
+    assert not pipe.process(frame(), 4 / 30).person_found
+    # The settings override the model; without any acquire value there is no hysteresis.
+    pipe = Pipeline(model, NO_FACE_DETECTOR.with_overrides(scores={"presence_acquire_min": 0.25}))
+    assert pipe.process(frame(), 0.0).person_found
+    del model.info.presence_acquire_threshold
+    assert Pipeline(model, NO_FACE_DETECTOR).presence_acquire_min == 0.2
+    with pytest.raises(ValueError, match="must be at least the presence that keeps"):
+        Pipeline(model, NO_FACE_DETECTOR.with_overrides(scores={"presence_acquire_min": 0.1}))

@@ -34,7 +34,8 @@ from rehab.core.skeleton import JointSet, joint_set_from_names
 from rehab.runtime.anonymize import Anonymizer
 from rehab.runtime.draw import draw_frame
 from rehab.runtime.image import as_bgr_frame
-from rehab.runtime.roi import RoiDecision, RoiTracker, roi_from_pose, search_windows
+from rehab.runtime.roi import (RoiDecision, RoiTracker, best_window, presence_thresholds, roi_from_pose,
+                               search_windows)
 from rehab.runtime.smoothing import PoseSmoother
 from rehab.settings import RuntimeSettings
 
@@ -97,8 +98,7 @@ class Pipeline:
         self._smoother = PoseSmoother(len(self.joint_names), self.settings.smoothing, min_score)
         self._anonymizer = Anonymizer(self.joint_names, self.settings.anonymize, min_score)
         self._gate = AngleGate(self.settings.angles)
-        self.presence_min = self._presence_threshold()
-        self.presence_acquire_min = self._acquire_threshold()
+        self.presence_min, self.presence_acquire_min = self._presence_thresholds()
         self._holding = False  # a person was found on the previous frame (presence_min keeps them)
         self.exercise: Exercise | None = None
         self._tracker: ExerciseTracker | None = None
@@ -138,38 +138,22 @@ class Pipeline:
             return None
         return summarize(self.exercise.name, self.reps)
 
-    def _presence_threshold(self) -> float | None:
-        """The presence a person needs (settings first, else the model's own threshold); None: no presence output."""
-        info = self.model.info
-        if not info.has_presence:
-            if self.settings.scores.presence_min is not None:
-                logger.warning("scores.presence_min is set but model %s has no presence output: a person is "
-                               "found from the joint scores alone", getattr(info, "name", "?"))
-            return None
-        if self.settings.scores.presence_min is not None:
-            return self.settings.scores.presence_min
-        return float(info.presence_threshold)
+    def _presence_thresholds(self) -> tuple[float | None, float | None]:
+        """(keep, acquire) presence a person needs (settings first, else the model's own); None: no presence output."""
+        info, scores = self.model.info, self.settings.scores
+        if not info.has_presence and scores.presence_min is not None:
+            logger.warning("scores.presence_min is set but model %s has no presence output: a person is "
+                           "found from the joint scores alone", getattr(info, "name", "?"))
+        return presence_thresholds(info, scores.presence_min, scores.presence_acquire_min)
 
-    def _acquire_threshold(self) -> float | None:
-        """The presence a person not yet tracked needs (settings, else the model's metadata, else presence_min)."""
-        if self.presence_min is None:
-            return None
-        value = self.settings.scores.presence_acquire_min
-        if value is None:
-            value = getattr(self.model.info, "presence_acquire_threshold", None)
-        if value is None:
-            return self.presence_min
-        if value < self.presence_min:
-            raise ValueError(f"scores.presence_acquire_min ({value}) must be at least the presence that keeps a "
-                             f"tracked person ({self.presence_min})")
-        return float(value)
+    def _need(self) -> float | None:
+        """The presence a person needs on this frame: to stay tracked, or to be acquired."""
+        return self.presence_min if self._holding else self.presence_acquire_min
 
     def _absent_reason(self, presence: float | None) -> str:
         """Why nobody is there ("" when somebody may be: the joints decide then)."""
-        if self.presence_min is None or presence is None:
-            return ""
-        need = self.presence_min if self._holding else self.presence_acquire_min
-        if presence >= need:
+        need = self._need()
+        if need is None or presence is None or presence >= need:
             return ""
         return f"nobody here (presence {presence:.2f} < {need:.2f})"
 
@@ -185,12 +169,7 @@ class Pipeline:
         windows = search_windows(size, scales, s.roi.search_overlap)
         poses = self.model.predict_batch_checked([frame] * len(windows), windows) if len(windows) > 1 else [
             self.model.predict_checked(frame)]
-        # The widest view that finds somebody wins (the whole frame first): a window cut through a person also
-        # scores a high presence for the half it shows, and tracking from it would lose the legs. The windows
-        # decide only when the wider views find nobody, and then the most present one wins.
-        presences = [p.presence or 0.0 for p in poses]
-        present = [i for i, v in enumerate(presences) if not self._absent_reason(v)]
-        best = present[0] if present else int(np.argmax(presences))
+        best = best_window([p.presence or 0.0 for p in poses], self._need())
         raw = poses[best]
         where = "whole frame" if windows[best] is None else f"window {best} of {len(windows) - 1}"
         region = RoiDecision(windows[best], f"search: {where}")

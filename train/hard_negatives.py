@@ -84,19 +84,17 @@ def person_strips(image_size, joints_px: np.ndarray, annotated: np.ndarray,
 
 def replay_loop(model, image_bgr: np.ndarray, settings, steps: int = TRACK_STEPS) -> MinedStrip:
     """The runtime's search, refine and track steps on one still image (as a frame), with their presences."""
-    from rehab.runtime.roi import roi_from_pose, search_windows
+    from rehab.runtime.roi import best_window, presence_thresholds, roi_from_pose, search_windows
 
     size = (image_bgr.shape[1], image_bgr.shape[0])
-    threshold = settings.scores.presence_min
-    threshold = float(model.info.presence_threshold) if threshold is None else threshold
+    _, acquire = presence_thresholds(model.info, settings.scores.presence_min, settings.scores.presence_acquire_min)
     windows = search_windows(size, settings.roi.search_window_scales, settings.roi.search_overlap)
     poses = model.predict_batch_checked([image_bgr] * len(windows), windows)
     presences = [p.presence or 0.0 for p in poses]
-    present = [i for i, v in enumerate(presences) if v >= threshold]
-    best = present[0] if present else int(np.argmax(presences))
+    best = best_window(presences, acquire)
     strip = MinedStrip("", (0, 0, *size), [windows[best]], [presences[best]])
     pose = poses[best]
-    for _ in range(steps if present else 0):
+    for _ in range(steps if presences[best] >= acquire else 0):
         roi = roi_from_pose(pose.keypoints_px, pose.scores, size, settings.roi, settings.scores.joint_min_score)
         if roi.bootstrap:
             break
@@ -109,8 +107,9 @@ def replay_loop(model, image_bgr: np.ndarray, settings, steps: int = TRACK_STEPS
 
 def mine(records, model, settings, steps: int = TRACK_STEPS) -> tuple[list[MinedStrip], int]:
     """(hard strips, strips searched): strips whose last tracked crop the model still calls a person."""
-    threshold = settings.scores.presence_min
-    threshold = float(model.info.presence_threshold) if threshold is None else threshold
+    from rehab.runtime.roi import presence_thresholds
+
+    keep, _ = presence_thresholds(model.info, settings.scores.presence_min, settings.scores.presence_acquire_min)
     hard: list[MinedStrip] = []
     searched = 0
     for k, record in enumerate(records):
@@ -121,7 +120,7 @@ def mine(records, model, settings, steps: int = TRACK_STEPS) -> tuple[list[Mined
             searched += 1
             cut = np.ascontiguousarray(image[s[1]:s[3], s[0]:s[2]])
             found = replay_loop(model, cut, settings, steps)
-            if len(found.boxes_xyxy) > 1 and found.presences[-1] >= threshold:
+            if len(found.boxes_xyxy) > 1 and found.presences[-1] >= keep:
                 found.image, found.strip_xyxy = str(record.image_path), tuple(int(v) for v in s)
                 hard.append(found)
         if (k + 1) % 200 == 0:

@@ -91,6 +91,32 @@ def search_windows(frame_size, scales, overlap: float) -> list[tuple[float, floa
     return windows
 
 
+def presence_thresholds(info, keep: float | None = None,
+                        acquire: float | None = None) -> tuple[float | None, float | None]:
+    """(keep, acquire) presence thresholds of a model (``info``: its ModelInfo); (None, None) without a presence
+    output. ``keep`` / ``acquire`` given (the settings) win over the model's metadata; acquire defaults to keep."""
+    if not info.has_presence:
+        return None, None
+    keep = float(info.presence_threshold) if keep is None else float(keep)
+    if acquire is None:
+        acquire = info.presence_acquire_threshold
+    acquire = keep if acquire is None else float(acquire)
+    if acquire < keep:
+        raise ValueError(f"scores.presence_acquire_min ({acquire}) must be at least the presence that keeps a "
+                         f"tracked person ({keep})")
+    return keep, acquire
+
+
+def best_window(presences, need: float | None) -> int:
+    """Index of the search view to follow: the widest one (views come widest first) whose presence reaches
+    ``need``; when none does, the most present. A window cut through a person also scores high for the half it
+    shows, and tracking from it would lose the rest, so a wider view that finds somebody wins."""
+    if need is None:
+        return 0
+    present = [i for i, v in enumerate(presences) if v >= need]
+    return present[0] if present else int(np.argmax(presences))
+
+
 class RoiTracker:
     """Carries the region from one frame's pose to the next frame."""
 

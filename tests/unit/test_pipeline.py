@@ -184,7 +184,7 @@ class PresenceModel:
 
     def __init__(self, person: np.ndarray | None, threshold: float = 0.5) -> None:
         self.info = SimpleNamespace(name="presence", joint_names=LSP14.joints, has_presence=True,
-                                    presence_threshold=threshold)
+                                    presence_threshold=threshold, presence_acquire_threshold=None)
         self.person = person
         self.calls: list = []
 
@@ -326,7 +326,7 @@ def test_a_person_is_acquired_at_the_higher_presence_and_kept_at_the_lower_one()
     # The settings override the model; without any acquire value there is no hysteresis.
     pipe = Pipeline(model, NO_FACE_DETECTOR.with_overrides(scores={"presence_acquire_min": 0.25}))
     assert pipe.process(frame(), 0.0).person_found
-    del model.info.presence_acquire_threshold
+    model.info.presence_acquire_threshold = None
     assert Pipeline(model, NO_FACE_DETECTOR).presence_acquire_min == 0.2
     with pytest.raises(ValueError, match="must be at least the presence that keeps"):
         Pipeline(model, NO_FACE_DETECTOR.with_overrides(scores={"presence_acquire_min": 0.1}))

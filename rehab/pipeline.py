@@ -169,15 +169,20 @@ class Pipeline:
         windows = search_windows(size, scales, s.roi.search_overlap)
         poses = self.model.predict_batch_checked([frame] * len(windows), windows) if len(windows) > 1 else [
             self.model.predict_checked(frame)]
-        best = best_window([p.presence or 0.0 for p in poses], self._need())
+        # The view is chosen at the acquire threshold even for a tracked person: at the keep threshold the whole
+        # frame nearly always qualifies and would win over a window that holds the person clearly.
+        best = best_window([p.presence or 0.0 for p in poses], self.presence_acquire_min)
         raw = poses[best]
         where = "whole frame" if windows[best] is None else f"window {best} of {len(windows) - 1}"
         region = RoiDecision(windows[best], f"search: {where}")
         if s.roi.refine_bootstrap and not self._absent_reason(raw.presence):
             refined = roi_from_pose(raw.keypoints_px, raw.scores, size, s.roi, s.scores.joint_min_score)
             if not refined.bootstrap:
-                raw = self.model.predict_checked(frame, bbox_xyxy=refined.box_xyxy)
-                region = RoiDecision(refined.box_xyxy, f"search: {where}, refined on its region")
+                again = self.model.predict_checked(frame, bbox_xyxy=refined.box_xyxy)
+                # The refinement sharpens the joints of a find; it does not undo it.
+                if not self._absent_reason(again.presence):
+                    raw = again
+                    region = RoiDecision(refined.box_xyxy, f"search: {where}, refined on its region")
         return raw, region
 
     def process(self, frame_bgr: np.ndarray, timestamp_s: float) -> FrameResult:

@@ -130,7 +130,7 @@ def _peer_table(peer: dict, ours: dict) -> list[str]:
     return lines
 
 
-PRESENCE_CONFIG = "train/configs/default_mnv2_presence.yaml"
+PRESENCE_CONFIG = "train/configs/default_mnv2_presence_tower.yaml"
 
 
 def _presence_section(info, finetune: list[dict], presence: dict, report: dict, before: dict | None) -> list[str]:
@@ -138,6 +138,8 @@ def _presence_section(info, finetune: list[dict], presence: dict, report: dict, 
     training = info.training
     sources = training.get("data", {}).get("train", [])
     optim, train = training.get("optim", {}), training.get("train", {})
+    tower = int(training.get("model", {}).get("presence_tower_blocks") or 0)
+    hidden = int(training.get("model", {}).get("presence_hidden") or 64)
     seconds = sum(float(r["epoch_seconds"]) for r in finetune)
     crops = int(round(sum(float(r["images_per_s"]) * float(r["epoch_seconds"]) for r in finetune)))
     lines = ["", "## Presence output", "",
@@ -149,8 +151,10 @@ def _presence_section(info, finetune: list[dict], presence: dict, report: dict, 
                  "tracked must reach it to be acquired; once tracked they stay while at the first threshold)"
                  if info.presence_acquire_threshold is not None else "")
               + ". `Pose.presence` carries the probability (flip test: the mean of the two logits)."), "",
-             (f"Trained by `{PRESENCE_CONFIG}`: the pose model gains a head on its pooled backbone features (global "
-              "average + max pooling, 640 -> 64 -> 1)"
+             (f"Trained by `{PRESENCE_CONFIG}`: the pose model gains a head"
+              + (f" with a tower of its own, a trainable copy of the backbone's last {tower} stages fed by the frozen "
+                 "earlier ones, then" if tower else " on")
+              + f" global average + max pooling of the features, -> {hidden} -> 1"
               + (" trained alone: the pose weights are frozen (`train.freeze_pose`), so the heatmaps, and the pose "
                  "accuracy, are exactly those of the starting checkpoint; head LR "
                  f"{float(optim.get('presence_head_lr') or optim.get('lr', 0)):g}, loss = BCE(presence)"
@@ -159,8 +163,7 @@ def _presence_section(info, finetune: list[dict], presence: dict, report: dict, 
                  f" and the head at {float(optim.get('presence_head_lr') or optim.get('lr', 0)):g}, loss = heatmap "
                  f"MSE + {float(train.get('presence_loss_weight', 1)):g} x BCE(presence)")
               + f"; {len(finetune)} epochs, "
-              f"{crops:,} crops, {seconds / 60:.0f} min on {cpu_name()} (2 threads, bf16 autocast; the machine was "
-              "shared with other jobs)."),
+              f"{crops:,} crops, {seconds / 60:.1f} min on {cpu_name()} (2 threads, bf16 autocast)."),
              "", "| source | sample | share of an epoch | heatmap loss (while pose weights learn) |", "|---|---|---|---|"]
     total = sum(float(s_.get("ratio") or 0) for s_ in sources) or 1.0
     for src in sources:
@@ -234,7 +237,7 @@ def render(model: PoseModel, main: list[dict], finetune: list[dict], report: dic
         "metadata (`rehab.*` keys); the runtime reads them and hard-codes none."),
         f"- Recipe: `train/configs/default_mnv2.yaml` ({len(main)} epochs of LSPET 10,000 + LSP train 1,000, strong "
         "augmentation, Adam 1e-3 with x0.1 steps)" + (
-            f", then `{PRESENCE_CONFIG}` ({len(finetune)} epochs training the presence head on person and "
+            f", then `{PRESENCE_CONFIG}` ({len(finetune)} epochs training the presence output on person and "
             "person-free crops" + (", pose weights frozen)" if info.training.get("train", {}).get("freeze_pose") else
                                    f", pose weights at a constant {float(finetune[0]['lr']):g}, BatchNorm frozen)")
             if finetune and presence else

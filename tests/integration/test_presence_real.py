@@ -25,15 +25,6 @@ SETTINGS = RuntimeSettings().with_overrides(anonymize={"face_detector": False})
 MAX_PHANTOM_RATE = 0.02
 MIN_FOUND_RATE = 0.95
 MAX_ACQUISITION_FRAMES = 10
-# The outdoor footage is where the shipped presence head (trained alone, the pose weights frozen) still fails:
-# measured with benchmarks/bench_presence.py, sports2d_cut draws a skeleton on 28% of its 180 person-free frames
-# (a tree trunk against the low sun scores presence 0.3-0.6, and the search of the same frame keeps finding it)
-# while it finds the people on 98% of their 160 frames; on sports2d_demo the skeleton of frame 217 lies on that
-# tree, not on the runner. Five other presence heads trained here (docs/presence_heads.md) do no better outdoors.
-# These stay the targets, expected to fail (strict: a model that meets them turns the test red until the marker
-# goes) until presence is trained with the pose weights and outdoor negatives (issue "Real footage" stays open).
-OUTDOOR_GAP = pytest.mark.xfail(strict=True, reason="presence head v1 fires on a tree trunk against the sun "
-                                                    "(sports2d_cut: skeleton on 28% of person-free frames)")
 
 
 def clip_path(name: str):
@@ -57,8 +48,7 @@ def built(tmp_path_factory) -> dict:
     return {clip.name: (clip, build_clip(clip, out)) for clip in BUILT_CLIPS}
 
 
-@pytest.mark.parametrize("name", [pytest.param(c.name, marks=OUTDOOR_GAP) if c.name.startswith("sports2d") else c.name
-                                  for c in BUILT_CLIPS])
+@pytest.mark.parametrize("name", [c.name for c in BUILT_CLIPS])
 def test_no_skeleton_where_nobody_is_and_the_person_is_found_again(model, built, name, record_property):
     clip, path = built[name]
     rows = run_pipeline(Pipeline(model, SETTINGS), path)
@@ -78,7 +68,6 @@ def test_a_person_is_found_on_the_real_clips(model, name):
     assert found.mean() >= MIN_FOUND_RATE, f"{name}: person found on {found.mean():.0%} of {found.size} frames"
 
 
-@OUTDOOR_GAP
 def test_sports2d_skeletons_lie_on_people_not_on_trees(model):
     rows = run_pipeline(Pipeline(model, SETTINGS), clip_path("sports2d_demo.mp4"))
     on_people = skeleton_on_people(rows, SPORTS2D_PEOPLE, (1768, 994))

@@ -92,4 +92,5 @@ def test_presence_section_reports_the_held_out_numbers_and_pck_before_after(repo
     assert "## Presence output" in card and "`rehab.presence_threshold`" in card
     assert "| **test** (LSP test, synthetic, cam01) | 10 | 6 | 0.99910 | 99.5% | 97.1% | 98.0% |" in card
     assert f"-> {report['pck']['mean']:.1f} (-0.4)" in card
-    assert "then `train/configs/default_mnv2_presence.yaml` (3 epochs" in card
+    assert "then `train/configs/default_mnv2_presence_tower.yaml` (3 epochs" in card
+    assert "a tower of its own, a trainable copy of the backbone's last 4 stages" in card

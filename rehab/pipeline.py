@@ -166,7 +166,7 @@ class Pipeline:
         """
         s = self.settings
         scales = s.roi.search_window_scales if self.presence_min is not None else ()
-        windows = search_windows(size, scales, s.roi.search_overlap)
+        windows = search_windows(size, scales, s.roi.search_overlap, min(self.model.info.input_size))
         poses = self.model.predict_batch_checked([frame] * len(windows), windows) if len(windows) > 1 else [
             self.model.predict_checked(frame)]
         # The view is chosen at the acquire threshold even for a tracked person: at the keep threshold the whole

@@ -88,7 +88,8 @@ def replay_loop(model, image_bgr: np.ndarray, settings, steps: int = TRACK_STEPS
 
     size = (image_bgr.shape[1], image_bgr.shape[0])
     _, acquire = presence_thresholds(model.info, settings.scores.presence_min, settings.scores.presence_acquire_min)
-    windows = search_windows(size, settings.roi.search_window_scales, settings.roi.search_overlap)
+    windows = search_windows(size, settings.roi.search_window_scales, settings.roi.search_overlap,
+                             min(model.info.input_size))
     poses = model.predict_batch_checked([image_bgr] * len(windows), windows)
     presences = [p.presence or 0.0 for p in poses]
     best = best_window(presences, acquire)

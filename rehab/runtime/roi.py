@@ -65,16 +65,21 @@ def roi_from_pose(keypoints_px: np.ndarray, scores: np.ndarray, frame_size, sett
     return RoiDecision(tuple(float(v) for v in box), "track")
 
 
-def search_windows(frame_size, scales, overlap: float) -> list[tuple[float, float, float, float] | None]:
+def search_windows(frame_size, scales, overlap: float,
+                   min_side: float = 0.0) -> list[tuple[float, float, float, float] | None]:
     """The regions a search for a person looks at: None (the whole frame) first, then square windows.
 
     Each scale is a window side as a fraction of the frame's shorter side; the windows of one scale tile the
     frame with neighbours sharing ``overlap`` of their side, the first and last touching the frame's edges.
+    Scales whose windows would be narrower than ``min_side`` pixels (the model's input side) are skipped: the
+    model sees such a window no sharper than the whole frame, only enlarged.
     """
     w, h = (float(v) for v in frame_size)
     windows: list[tuple[float, float, float, float] | None] = [None]
     for scale in scales:
         side = scale * min(w, h)
+        if side < min_side:
+            continue
         step = side * (1.0 - overlap)
 
         def starts(length: float) -> list[float]:

@@ -184,7 +184,8 @@ class PresenceModel:
 
     def __init__(self, person: np.ndarray | None, threshold: float = 0.5) -> None:
         self.info = SimpleNamespace(name="presence", joint_names=LSP14.joints, has_presence=True,
-                                    presence_threshold=threshold, presence_acquire_threshold=None)
+                                    presence_threshold=threshold, presence_acquire_threshold=None,
+                                    input_size=(192, 192))
         self.person = person
         self.calls: list = []
 

@@ -124,11 +124,10 @@ def test_no_scales_search_the_whole_frame_only():
     assert search_windows((640, 480), (), 0.34) == [None]
 
 
-def test_nobody_there_makes_the_next_frame_a_search():
-    tracker = RoiTracker(RoiSettings(), min_score=0.2)
-    kp = np.array([[100.0 + 10 * i, 100.0 + 20 * i] for i in range(14)])
-    tracker.update(kp, np.full(14, 0.9), (640, 480), used=RoiDecision(None, "first"))
-    assert not tracker.next_region((640, 480)).bootstrap
-    decision = tracker.update(kp, np.full(14, 0.9), (640, 480), used=RoiDecision((0, 0, 10, 10), "track"),
-                              absent_reason="nobody here (presence 0.10 < 0.50)")
-    assert decision.bootstrap and "nobody here" in decision.reason
+def test_windows_narrower_than_the_model_input_are_not_searched():
+    # 0.6 of a 720p frame's height is 432 px, wider than a 192-px input: searched. On a 96x160 clip 0.6 is 58 px,
+    # which the model would only see enlarged, no sharper than in the whole frame.
+    assert len(search_windows((1280, 720), (1.0, 0.6), 0.34, min_side=192)) == 16
+    assert search_windows((96, 160), (1.0, 0.6), 0.34, min_side=192) == [None]
+    kept = search_windows((640, 300), (1.0, 0.6), 0.34, min_side=192)  # 0.6 -> 180 px: only the 300-px squares
+    assert len(kept) == 4 and all(b[2] - b[0] == pytest.approx(300) for b in kept[1:])

@@ -104,7 +104,14 @@ def test_an_evaluate_only_arm_scores_the_baselines_model_with_dark_decoding(tiny
     with np.load(tiny_ablation / "arms/dark_decode/predictions_target.npz") as a, \
             np.load(tiny_ablation / "arms/baseline/predictions_target.npz") as b:
         moved = np.abs(a["keypoints_px"] - b["keypoints_px"])
-        assert moved.max() > 0 and np.median(moved) < 10  # the same model's peaks, refined differently
+        gt = b["gt_px"]
+    # The same model's peaks, refined differently: DARK moves a coordinate at most 1 heatmap cell from the peak
+    # and the quarter offset 0.25, so the two differ by at most 1.25 cells. A cell is the crop side / 16 here, and
+    # the crop (the person's joint box, padded) is taken as at most twice the joints' extent.
+    extent = (np.nanmax(gt, axis=1) - np.nanmin(gt, axis=1)).max(axis=1)
+    cell = 2.0 * extent / 16
+    assert moved.max() > 0
+    assert np.all(moved <= 1.25 * cell[:, None, None] + 1e-6), (moved.max(), cell.min())
     md = (tiny_ablation / "reports/dark_decode/README.md").read_text()
     assert "evaluates baseline's final model (no training)" in md
 

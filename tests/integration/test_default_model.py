@@ -106,12 +106,13 @@ def test_predictions_on_a_real_video_frame_land_on_the_person(model, shared_dir,
     assert max(y["left_ankle"], y["right_ankle"]) - y["head_top"] > 0.6 * (y2 - y1), y
 
 
-# Rows of pose2sim_balancing_cam01 (1080x1920) that nobody enters in its 100 frames: the force plate below the
-# feet (never below y=1543), labelled by hand with the frame-to-median difference over all frames (see
-# export/presence_eval.py). The clip has no empty-room frame (the person is in all 100). The other empty band,
-# the ceiling above y=300 with its motion-capture cameras, is NOT below the shipped threshold (median presence
-# 0.43 vs 0.27, in the model card): a known phantom, so it is not asserted here.
-CAM01_EMPTY_ROWS = ((1620, 1920),)
+# Rows of pose2sim_balancing_cam01 (1080x1920) that nobody enters in its 100 frames, labelled by hand with the
+# frame-to-median difference over all frames (see export/presence_eval.py); the clip has no empty-room frame (the
+# person is in all 100). The ceiling with its motion-capture cameras is below the keep threshold. The force plate
+# below the feet (never below y=1543) is held out of training and scores a median 0.021 in the model card, at the
+# keep threshold (0.02): a tracked person's crop may slide there, but it is far under the acquire threshold, so it
+# never starts a track.
+CAM01_EMPTY_ROWS = {(0, 300): "keep", (1620, 1920): "acquire"}
 LSP_PERSON_CROPS = 10
 
 
@@ -157,9 +158,10 @@ def test_presence_is_above_the_threshold_on_real_people(model, shared_dir, requi
 
 
 def test_presence_is_below_the_threshold_where_nobody_is_in_a_real_frame(model, shared_dir, require_data):
-    threshold = model.info.presence_threshold
+    thresholds = {"keep": model.info.presence_threshold, "acquire": model.info.presence_acquire_threshold}
+    assert thresholds["acquire"] is not None and thresholds["acquire"] > thresholds["keep"]
     frames = _cam01_frames(shared_dir, require_data, (0, 99))
     for i, frame in frames.items():
-        for y1, y2 in CAM01_EMPTY_ROWS:
+        for (y1, y2), which in CAM01_EMPTY_ROWS.items():
             presence = model.predict(np.ascontiguousarray(frame[y1:y2])).presence
-            assert presence < threshold, (i, (y1, y2), presence)
+            assert presence < thresholds[which], (i, (y1, y2), which, presence)

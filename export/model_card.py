@@ -115,11 +115,15 @@ def _peer_table(peer: dict, ours: dict) -> list[str]:
     lsp = peer.get("lsp", {})
     rows = [("ours (this model, FP32)", ours["pck"]["mean"], ours["pck"]["ci95"], ours["num_images"],
              ours.get("latency_ms", {}).get("median"))]
-    for name in ("mediapipe_lite", "mediapipe_full", "mediapipe_heavy"):
-        if name in lsp:
-            r = lsp[name]
-            rows.append((f"MediaPipe Pose {lsp.get('mediapipe_version', '')} {name.split('_')[1]}", r["pck"],
-                         r["ci95"], r["found"], r.get("ms_per_image")))
+    # MediaPipe at its default person-detection threshold and, where measured, at a low one (a peer at its best):
+    # mediapipe_<size> and mediapipe_<size>_det<threshold>.
+    for name in sorted((k for k in lsp if k.startswith("mediapipe_") and isinstance(lsp[k], dict)),
+                       key=lambda k: (("lite", "full", "heavy").index(k.split("_")[1]), k)):
+        r = lsp[name]
+        size, _, det = name.removeprefix("mediapipe_").partition("_det")
+        where = f" (detection >= {det})" if det else " (detection >= 0.5, its default)"
+        rows.append((f"MediaPipe Pose {lsp.get('mediapipe_version', '')} {size}{where}", r["pck"],
+                     r["ci95"], r["found"], r.get("ms_per_image")))
     lines = ["| model | PCK@0.2 | 95% CI | person found | ms/image |", "|---|---|---|---|---|"]
     for name, value, ci, found, ms in rows:
         lines.append(f"| {name} | {value:.1f} | {ci[0]:.1f}-{ci[1]:.1f} | {found}/1000 | "
@@ -154,7 +158,7 @@ def _presence_section(info, finetune: list[dict], presence: dict, report: dict, 
              (f"Trained by `{PRESENCE_CONFIG}`: the pose model gains a head"
               + (f" with a tower of its own, a trainable copy of the backbone's last {tower} stages fed by the frozen "
                  "earlier ones, then" if tower else " on")
-              + f" global average + max pooling of the features, -> {hidden} -> 1"
+              + f" global average + max pooling of the features, -> {hidden} -> 1,"
               + (" trained alone: the pose weights are frozen (`train.freeze_pose`), so the heatmaps, and the pose "
                  "accuracy, are exactly those of the starting checkpoint; head LR "
                  f"{float(optim.get('presence_head_lr') or optim.get('lr', 0)):g}, loss = BCE(presence)"
@@ -243,7 +247,8 @@ def render(model: PoseModel, main: list[dict], finetune: list[dict], report: dic
             if finetune and presence else
             f", then `train/configs/default_mnv2_finetune.yaml` ({len(finetune)} epochs on LSP train alone at a "
             f"constant {float(finetune[0]['lr']):g})" if finetune else "") +
-        f"; {hours:.1f} h of training on {cpu_name()} ({platform.machine()}, 2 threads, no GPU).",
+        f"; {hours:.1f} h of training in all (the logged epoch times), 2 threads, no GPU; this card was made on "
+        f"{cpu_name()} ({platform.machine()}).",
         f"- Best validation PCK@0.2 of the mixed-domain step: {float(best['val_pck']):.1f} at epoch {best['epoch']}"
         + (f"; best of the fine-tuning (the checkpoint it keeps): {max(float(r['val_pck']) for r in finetune):.1f}"
            if finetune and all(r.get("val_pck") for r in finetune) else "")

@@ -58,9 +58,14 @@ def test_rewrite_keeps_what_engineers_wrote_around_the_generated_block(report):
 def test_peer_rows_come_from_the_benchmark_json(report):
     peer = {"command": "python benchmarks/bench_peer.py", "machine": {"date_utc": "2026-11-26"},
             "lsp": {"mediapipe_version": "0.10.21",
-                    "mediapipe_full": {"pck": 75.3, "ci95": [73.0, 77.5], "found": 894, "ms_per_image": 18.0}}}
+                    "mediapipe_full": {"pck": 75.3, "ci95": [73.0, 77.5], "found": 894, "ms_per_image": 18.0},
+                    "mediapipe_full_det0.1": {"pck": 79.2, "ci95": [77.2, 81.1], "found": 968, "ms_per_image": 19.0},
+                    "mediapipe_heavy": {"pck": 78.3, "ci95": [76.3, 80.5], "found": 893, "ms_per_image": 60.0}}}
     card = render(PoseModel.load(), _rows(1), [], report, "cmd", peer=json.loads(json.dumps(peer)))
-    assert "| MediaPipe Pose 0.10.21 full | 75.3 | 73.0-77.5 | 894/1000 | 18.0 |" in card
+    full = "| MediaPipe Pose 0.10.21 full (detection >= 0.5, its default) | 75.3 | 73.0-77.5 | 894/1000 | 18.0 |"
+    best = "| MediaPipe Pose 0.10.21 full (detection >= 0.1) | 79.2 | 77.2-81.1 | 968/1000 | 19.0 |"
+    assert full in card and best in card
+    assert card.index(full) < card.index(best) < card.index("MediaPipe Pose 0.10.21 heavy")
 
 
 def test_log_reader_rejects_a_missing_or_empty_log(tmp_path):

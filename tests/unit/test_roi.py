@@ -131,3 +131,13 @@ def test_windows_narrower_than_the_model_input_are_not_searched():
     assert search_windows((96, 160), (1.0, 0.6), 0.34, min_side=192) == [None]
     kept = search_windows((640, 300), (1.0, 0.6), 0.34, min_side=192)  # 0.6 -> 180 px: only the 300-px squares
     assert len(kept) == 4 and all(b[2] - b[0] == pytest.approx(300) for b in kept[1:])
+
+
+def test_nobody_there_makes_the_next_frame_a_search():
+    tracker = RoiTracker(RoiSettings(), min_score=0.2)
+    kp = np.array([[100.0 + 10 * i, 100.0 + 20 * i] for i in range(14)])
+    tracker.update(kp, np.full(14, 0.9), (640, 480), used=RoiDecision(None, "first"))
+    assert not tracker.next_region((640, 480)).bootstrap
+    decision = tracker.update(kp, np.full(14, 0.9), (640, 480), used=RoiDecision((0, 0, 10, 10), "track"),
+                              absent_reason="nobody here (presence 0.10 < 0.50)")
+    assert decision.bootstrap and "nobody here" in decision.reason

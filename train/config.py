@@ -228,6 +228,12 @@ class TrainConfig:
     # Only the presence head learns: the pose weights (backbone, deconvolutions, heatmap layer) stay exactly those
     # of the starting checkpoint, so pose accuracy cannot change (and no gradient flows into the backbone).
     freeze_pose: bool = False
+    # Knowledge distillation (train/distill.py): a frozen teacher checkpoint whose heatmaps on each augmented crop
+    # blend into the targets at distill_alpha (joints without an annotation: the teacher alone); distill_flip
+    # makes the teacher's maps its flip-test ensemble. "" = plain training.
+    distill_from: str = ""
+    distill_alpha: float = 0.5
+    distill_flip: bool = True
     progress: bool = True
     tensorboard: bool = True  # used when the tensorboard package is installed
 

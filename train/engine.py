@@ -39,6 +39,7 @@ from train.config import (
     to_dict,
 )
 from train.dataset import build_eval_dataset, build_train_dataset
+from train.distill import Teacher, blend_targets
 from train.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_from_env, unwrap
 from rehab.core.presence_metrics import binary_at, roc_auc
 from train.predict import autocast_context, predict, predict_presence
@@ -273,9 +274,10 @@ def set_train_mode(model: torch.nn.Module, freeze_bn: bool) -> None:
 
 
 def train_one_epoch(model, loader, optimizer, scaler, loss_fn, cfg: Config, device: torch.device, epoch: int,
-                    info: DistInfo, presence_fn: torch.nn.Module | None = None) -> EpochStats:
+                    info: DistInfo, presence_fn: torch.nn.Module | None = None, teacher=None) -> EpochStats:
     """One epoch; with ``presence_fn`` (a model with a presence head) the loss is heatmap MSE +
-    train.presence_loss_weight x presence BCE."""
+    train.presence_loss_weight x presence BCE; with ``teacher`` (train.distill.Teacher) the heatmap targets
+    blend in the teacher's maps."""
     set_train_mode(model, cfg.train.freeze_bn)
     total_loss, images, data_seconds = 0.0, 0, 0.0
     total_hm, total_presence = 0.0, 0.0
@@ -295,6 +297,9 @@ def train_one_epoch(model, loader, optimizer, scaler, loss_fn, cfg: Config, devi
         if cfg.train.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast_context(device, cfg.train.cpu_bf16, cfg.train.amp):
+            if teacher is not None:
+                target, weight = blend_targets(target, weight, teacher.heatmaps(images_u8, target.shape[-2:]),
+                                               cfg.train.distill_alpha)
             out = model(x, with_presence=True) if presence_fn is not None else model(x)
         if presence_fn is not None:
             heatmaps, logits = out
@@ -413,6 +418,10 @@ def _fit(cfg: Config, run_dir: Path, device: torch.device, info: DistInfo, ckpt:
         model = DistributedDataParallel(model, device_ids=[info.local_rank] if device.type == "cuda" else None)
 
     loss_fn = JointsMSELoss()
+    teacher = None
+    if cfg.train.distill_from:
+        teacher = Teacher(cfg.train.distill_from, cfg.model, device, flip=cfg.train.distill_flip,
+                          channels_last=cfg.train.channels_last)
     presence = cfg.model.presence_head
     presence_fn = PresenceLoss() if presence else None
     log = CsvLog(run_dir / LOG_CSV, joint_set.joints, presence=presence, metric=cfg.eval.val_metric)
@@ -432,7 +441,8 @@ def _fit(cfg: Config, run_dir: Path, device: torch.device, info: DistInfo, ckpt:
     for epoch in range(start_epoch, cfg.train.epochs):
         train_ds.set_epoch(epoch)
         train_sampler.set_epoch(epoch)
-        stats = train_one_epoch(model, train_loader, optimizer, scaler, loss_fn, cfg, device, epoch, info, presence_fn)
+        stats = train_one_epoch(model, train_loader, optimizer, scaler, loss_fn, cfg, device, epoch, info, presence_fn,
+                                teacher)
         scheduler.step()
         row = {"epoch": epoch + 1, "lr": stats.lr, "train_loss": stats.train_loss,
                "images_per_s": round(stats.images_per_s, 2),

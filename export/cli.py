@@ -53,7 +53,9 @@ def export(
     int8: bool = typer.Option(False, "--int8/--no-int8", help="Also write NAME.int8.onnx (static QDQ, for CPUs)."),
     opset: int = typer.Option(DEFAULT_OPSET, help=f"ONNX opset (>= {MIN_OPSET})."),
     verify_images: int = typer.Option(DEFAULT_VERIFY_IMAGES, help="LSP test images on which ONNX Runtime must match torch."),
-    eval_images: int = typer.Option(DEFAULT_EVAL_IMAGES, help="Held-out LSP test images for PCK@0.2 (0: skip; variants need it)."),
+    eval_images: int = typer.Option(DEFAULT_EVAL_IMAGES, help="Held-out LSP images for PCK@0.2 (0: skip; variants need it)."),
+    eval_set: str = typer.Option("test", help="Where PCK is measured: test (LSP test, evenly spaced) or holdout (LSP "
+                                 "train im0801-im1000, held out of the v2 recipe's training, so LSP test is read once)."),
     calibration_images: int = typer.Option(DEFAULT_CALIBRATION_IMAGES, help="LSP train images for INT8 calibration."),
     max_int8_drop: float = typer.Option(MAX_INT8_PCK_DROP, help="Refuse an INT8 file losing more PCK@0.2 points than this."),
     force: bool = typer.Option(False, "--force", help="Write the INT8 file even when it loses more than allowed."),
@@ -76,7 +78,8 @@ def export(
     """Export CHECKPOINT to ONNX, verify it against torch on real LSP images, optionally write FP16/INT8 variants."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    options = ExportOptions(opset=opset, verify_images=verify_images, eval_images=eval_images, fp16=fp16, int8=int8,
+    options = ExportOptions(opset=opset, verify_images=verify_images, eval_images=eval_images, eval_set=eval_set,
+                            fp16=fp16, int8=int8,
                             calibration_images=calibration_images, max_int8_drop=max_int8_drop, force=force,
                             subpixel=subpixel, eval_flip_test=eval_flip_test, threads=threads, progress=progress)
     try:

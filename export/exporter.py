@@ -22,7 +22,7 @@ import onnx
 import torch
 
 from export.describe import DEFAULT_PRESENCE_THRESHOLD, info_from_config
-from export.lsp_check import PCKSummary, lsp_pck, lsp_records, network_inputs, person_free_inputs
+from export.lsp_check import EVAL_SETS, PCKSummary, eval_records, lsp_pck, lsp_records, network_inputs, person_free_inputs
 from export.onnx_export import (
     DEFAULT_OPSET,
     attach_metadata,
@@ -78,6 +78,7 @@ class ExportOptions:
     opset: int = DEFAULT_OPSET
     verify_images: int = DEFAULT_VERIFY_IMAGES
     eval_images: int = DEFAULT_EVAL_IMAGES  # 0 skips the PCK evaluation (needs no variants then)
+    eval_set: str = "test"  # export.lsp_check.EVAL_SETS: test | holdout (LSP train im0801-im1000)
     fp16: bool = False
     int8: bool = False
     calibration_images: int = DEFAULT_CALIBRATION_IMAGES
@@ -175,8 +176,9 @@ def _load(path: Path, options: ExportOptions) -> PoseModel:
 def _evaluate(pose_model: PoseModel, records, options: ExportOptions, desc: str) -> PCKSummary | None:
     if not records:
         return None
-    summary = lsp_pck(pose_model, records, flip_test=options.eval_flip_test, progress=options.progress, desc=desc)
-    logger.info("%s: PCK@0.2 %.2f on %d held-out LSP images", desc, summary.pck, summary.images)
+    summary = lsp_pck(pose_model, records, flip_test=options.eval_flip_test, progress=options.progress, desc=desc,
+                      eval_set=EVAL_SETS[options.eval_set][2])
+    logger.info("%s: PCK@0.2 %.2f on %d held-out LSP images (%s)", desc, summary.pck, summary.images, options.eval_set)
     return summary
 
 
@@ -198,6 +200,8 @@ def export_model(model: torch.nn.Module, info: ModelInfo, output: str | os.PathL
         raise ValueError(f"verify_images must be >= 1 (export always verifies), got {options.verify_images}")
     if (options.fp16 or options.int8) and options.eval_images < 1:
         raise ValueError("FP16/INT8 variants need eval_images >= 1 to measure their PCK drift")
+    if options.eval_set not in EVAL_SETS:
+        raise ValueError(f"unknown evaluation set {options.eval_set!r}; choose one of {', '.join(EVAL_SETS)}")
     torch.set_num_threads(options.threads)
     if has_presence_head(model) != info.has_presence:
         raise ValueError(f"the network {'has' if has_presence_head(model) else 'has no'} presence head but its "
@@ -231,8 +235,8 @@ def export_model(model: torch.nn.Module, info: ModelInfo, output: str | os.PathL
         output.unlink(missing_ok=True)
         raise
 
-    eval_records = lsp_records(data_root, "test", options.eval_images) if options.eval_images > 0 else []
-    fp32_summary = _evaluate(fp32_model, eval_records, options, "fp32 PCK")
+    eval_recs = eval_records(data_root, options.eval_set, options.eval_images) if options.eval_images > 0 else []
+    fp32_summary = _evaluate(fp32_model, eval_recs, options, "fp32 PCK")
     extra = {} if presence_agreement is None else {"presence_verified_against_torch": presence_agreement.to_dict()}
     info = info.replace(variant=_variant_metadata(fp32_summary, None, verified_against_torch=agreement.to_dict(),
                                                   **extra))
@@ -242,11 +246,11 @@ def export_model(model: torch.nn.Module, info: ModelInfo, output: str | os.PathL
 
     variants: list[VariantResult] = []
     if options.fp16:
-        variants.append(_export_fp16(output, info, tensors, fp32_model, eval_records, fp32_summary, options,
+        variants.append(_export_fp16(output, info, tensors, fp32_model, eval_recs, fp32_summary, options,
                                      presence_tensors))
     if options.int8:
         try:
-            variants.append(_export_int8(output, info, data_root, eval_records, fp32_summary, options,
+            variants.append(_export_int8(output, info, data_root, eval_recs, fp32_summary, options,
                                          fp32_model, presence_tensors))
         except DriftError as exc:
             exc.export = ExportResult(output, info, agreement, fp32, tuple(variants) + (exc.result,))

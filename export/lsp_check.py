@@ -29,6 +29,13 @@ logger = logging.getLogger(__name__)
 LSP_PATH = "data/lsp"
 PCK_ALPHA = 0.2
 EVAL_SET_NAME = "lsp test (im1001-im2000), whole image letterboxed, PCK@0.2 over the 12 limb joints"
+# Where export measures PCK drift: "test" (evenly spaced LSP test images, the v1 protocol) or "holdout", LSP train
+# im0801-im1000, held out of the v2 recipe's training, so the test set is read once, by `rehab evaluate`.
+EVAL_SETS = {
+    "test": ("test", None, EVAL_SET_NAME),
+    "holdout": ("train", 800, "lsp train im0801-im1000 (held out of the v2 recipe's training), whole image "
+                              "letterboxed, PCK@0.2 over the 12 limb joints"),
+}
 
 
 @dataclass(frozen=True)
@@ -38,9 +45,10 @@ class PCKSummary:
     pck: float
     images: int
     flip_test: bool
+    eval_set: str = EVAL_SET_NAME
 
     def to_dict(self) -> dict:
-        return {"pck@0.2": self.pck, "images": self.images, "flip_test": self.flip_test, "eval_set": EVAL_SET_NAME}
+        return {"pck@0.2": self.pck, "images": self.images, "flip_test": self.flip_test, "eval_set": self.eval_set}
 
 
 def resolve_data_root(data_root: str | os.PathLike[str] | None) -> Path:
@@ -52,13 +60,23 @@ def resolve_data_root(data_root: str | os.PathLike[str] | None) -> Path:
     return root
 
 
-def lsp_records(data_root: str | os.PathLike[str] | None, split: str, limit: int) -> list[PoseRecord]:
-    """``limit`` evenly spaced LSP records of ``split`` (train | test)."""
+def lsp_records(data_root: str | os.PathLike[str] | None, split: str, limit: int,
+                start: int | None = None) -> list[PoseRecord]:
+    """``limit`` evenly spaced LSP records of ``split`` (train | test), from its ``start``-th record on."""
     if limit < 1:
         raise ValueError(f"the number of images must be >= 1, got {limit}")
     cfg = Config()
     cfg.data.root = str(resolve_data_root(data_root))
-    return read_source(cfg, SourceConfig(kind="lsp", path=LSP_PATH, split=split, limit=limit, crop="full_image"))
+    return read_source(cfg, SourceConfig(kind="lsp", path=LSP_PATH, split=split, start=start, limit=limit,
+                                         crop="full_image"))
+
+
+def eval_records(data_root: str | os.PathLike[str] | None, eval_set: str, limit: int) -> list[PoseRecord]:
+    """The records of one of EVAL_SETS (at most ``limit``)."""
+    if eval_set not in EVAL_SETS:
+        raise ValueError(f"unknown evaluation set {eval_set!r}; choose one of {', '.join(EVAL_SETS)}")
+    split, start, _ = EVAL_SETS[eval_set]
+    return lsp_records(data_root, split, limit, start)
 
 
 def read_bgr(path: Path) -> np.ndarray:
@@ -101,10 +119,10 @@ def person_free_inputs(info: ModelInfo, count: int) -> np.ndarray:
 
 
 def lsp_pck(model: PoseModel, records: list[PoseRecord], flip_test: bool = False, progress: bool = True,
-            desc: str = "PCK") -> PCKSummary:
+            desc: str = "PCK", eval_set: str = EVAL_SET_NAME) -> PCKSummary:
     """PCK@0.2 over the 12 LSP limb joints (torso = left shoulder to right hip, occluded joints included)."""
     # The one prediction loop and PCK@0.2 of rehab.accuracy (what `rehab evaluate` reports), batched for speed.
     scored, _ = predict_records(model, records, flip_test=flip_test, batch_size=MAX_BATCH, progress=progress,
                                 desc=desc)
     result = pck_torso(scored, LSP14, alpha=PCK_ALPHA, limb_joints_only=True)
-    return PCKSummary(pck=float(result.mean), images=len(records), flip_test=flip_test)
+    return PCKSummary(pck=float(result.mean), images=len(records), flip_test=flip_test, eval_set=eval_set)

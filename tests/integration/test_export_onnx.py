@@ -280,3 +280,22 @@ def test_a_model_without_presence_has_no_presence_keys_and_poses_without_presenc
     loaded = PoseModel.load(out, providers="cpu")
     assert not loaded.info.has_presence and loaded.info.presence_threshold is None
     assert loaded.predict(np.zeros((120, 90, 3), np.uint8)).presence is None
+
+
+def test_drift_measured_on_the_training_holdout_says_so_and_an_unknown_set_is_refused(trained, tmp_path: Path,
+                                                                                      shared_dir: Path):
+    """--eval-set holdout keeps LSP test for `rehab evaluate` alone: the file names LSP train im0801-im1000."""
+    from export.lsp_check import eval_records
+
+    model, cfg = trained
+    out = tmp_path / "tiny.onnx"
+    options = ExportOptions(verify_images=4, eval_images=8, eval_set="holdout", int8=True, calibration_images=8,
+                            force=True, progress=False)
+    export_model(model, info_from_config(cfg, {}, name="tiny"), out, shared_dir, options)
+    for path in (out, variant_path(out, "int8")):
+        assert "lsp train im0801-im1000" in PoseModel.load(path, providers="cpu").info.variant["eval"]["eval_set"]
+    names = [r.image_path.name for r in eval_records(shared_dir, "holdout", 200)]
+    assert names[0] == "im0801.jpg" and names[-1] == "im1000.jpg" and len(names) == 200
+    with pytest.raises(ValueError, match="unknown evaluation set 'val'"):
+        export_model(model, info_from_config(cfg, {}, name="tiny"), tmp_path / "x.onnx", shared_dir,
+                     dataclasses.replace(options, eval_set="val"))

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from export.model_card import cpu_name  # noqa: F401  (one copy, shared with the model card)
+from rehab.core.machine import cpu_name  # noqa: F401  (one copy, shared with the model card and train logs)
 from rehab.core.files import sha256_file, write_json  # noqa: F401  (one copy each; bench_peer takes sha256_file here)
 
 REPO = Path(__file__).resolve().parents[1]

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import typer
 
+from rehab.core.machine import cpu_name
 from rehab.runtime.model import PoseModel
 from train.config import Config, load_config, read_yaml_mapping, resolve
 
@@ -35,16 +36,6 @@ START, END = "<!-- generated:start -->", "<!-- generated:end -->"
 # errors, and the latency of the shipped file.
 TARGET_LATENCY_MS = 15.0
 TARGET_ANGLE_DEG = {"knee": 6.0, "elbow": 10.0}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def read_log(run: Path) -> list[dict]:
@@ -133,7 +124,9 @@ def describe_step(step: Step) -> str:
     else:
         start = f", backbone from ImageNet ({cfg.model.backbone_weights})" if cfg.model.backbone_init == "file" else ""
     took = f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
-    return f"{head} training {what}{start}; {took}"
+    devices = list(dict.fromkeys(r["device"] for r in step.rows if r.get("device")))  # logs since 2026-12-07
+    where = f" on {' / '.join(devices)}" if devices else ""
+    return f"{head} training {what}{start}; {took}{where}"
 
 
 def _validation_text(step: Step) -> str:

@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from rehab.core.machine import cpu_name
 from rehab.core.skeleton import get_joint_set
 from rehab.accuracy import pck_torso, pckh_head
 from train.config import (
@@ -42,7 +43,7 @@ from train.dataset import build_eval_dataset, build_train_dataset
 from train.distill import Teacher, blend_targets
 from train.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_from_env, unwrap
 from rehab.core.presence_metrics import binary_at, roc_auc
-from train.predict import autocast_context, predict, predict_presence
+from train.predict import autocast_context, cpu_has_native_bf16, predict, predict_presence
 from train.loss import JointsMSELoss, PresenceLoss
 from train.model import build_model
 from train.preprocess import normalize_tensor
@@ -80,6 +81,15 @@ class FitResult:
     best_checkpoint: Path
     weights_digest: str = ""  # sha256 of the final parameters: equal on every DDP rank when in sync
     best_metric_name: str = ""  # val_pck or val_pckh when the run validates, else train_loss
+
+
+def device_text(device: torch.device, cfg: Config) -> str:
+    """Where and in which precision an epoch ran, for its log row: a run resumed on another machine says so."""
+    if device.type == "cuda":
+        amp = "fp16 autocast" if cfg.train.amp else "fp32"
+        return f"{torch.cuda.get_device_name(device)}, {amp}"
+    bf16 = cfg.train.cpu_bf16 and cpu_has_native_bf16()
+    return f"{cpu_name()}, {torch.get_num_threads()} threads, {'bf16 autocast' if bf16 else 'fp32'}"
 
 
 def select_device(name: str) -> torch.device:
@@ -142,7 +152,7 @@ class CsvLog:
         self.path = path
         self.fields = (["epoch", "lr", "train_loss", "val_loss", f"val_{metric}", "images_per_s", "data_fraction",
                         "epoch_seconds"] + [f"{metric}_{j}" for j in joint_names]
-                       + (self.PRESENCE_FIELDS if presence else []))
+                       + (self.PRESENCE_FIELDS if presence else []) + ["device"])
 
     def append(self, row: dict) -> None:
         new = not self.path.exists()
@@ -447,7 +457,7 @@ def _fit(cfg: Config, run_dir: Path, device: torch.device, info: DistInfo, ckpt:
         row = {"epoch": epoch + 1, "lr": stats.lr, "train_loss": stats.train_loss,
                "images_per_s": round(stats.images_per_s, 2),
                "data_fraction": round(stats.data_seconds / max(stats.seconds, 1e-9), 4),
-               "epoch_seconds": round(stats.seconds, 1), **stats.loss_parts}
+               "epoch_seconds": round(stats.seconds, 1), "device": device_text(device, cfg), **stats.loss_parts}
         # An epoch that does not validate in a run that does cannot compete for best.pt.
         score = stats.train_loss if selection == TRAIN_LOSS else None
         val_key = f"val_{cfg.eval.val_metric}"

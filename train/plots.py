@@ -28,8 +28,11 @@ def _pyplot():
     return plt
 
 
+TEXT_COLUMNS = ("device",)
+
+
 def read_log(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """log.csv columns as float arrays (empty cells -> NaN)."""
+    """log.csv's numeric columns as float arrays (empty cells -> NaN); text columns (device) are left out."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"training log not found: {path}")
@@ -37,7 +40,8 @@ def read_log(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         rows = list(csv.DictReader(fh))
     if not rows:
         raise ValueError(f"{path} has no epoch rows")
-    return {k: np.array([float(r[k]) if r[k] not in ("", None) else np.nan for r in rows]) for k in rows[0]}
+    return {k: np.array([float(r[k]) if r[k] not in ("", None) else np.nan for r in rows]) for k in rows[0]
+            if k not in TEXT_COLUMNS}
 
 
 def val_column(log: Mapping[str, np.ndarray]) -> str:

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from rehab.core.heatmaps import decode_to_image, flip_shift, merge_flip
+from rehab.core.machine import cpu_flags
 from rehab.core.skeleton import get_joint_set
 from rehab.accuracy import EvalReport, Predictions, describe_images, report
 from train.config import Config, ModelConfig
@@ -29,9 +30,8 @@ def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 in hardware (AVX-512 BF16 or AMX). Without it, oneDNN emulates bf16 and
     autocast makes training several times slower than fp32 (measured on an AVX2-only EPYC: an epoch that takes
     11 min in fp32 had not finished after 16 min in bf16)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
+    flags = cpu_flags()
+    if flags is None:
         return True  # not Linux: leave the choice to the config
     return "avx512_bf16" in flags or "amx_bf16" in flags
 

@@ -132,7 +132,7 @@ def int8_variant(fp32_path: str | os.PathLike[str], work_dir: Path = WORK_DIR,
     Calibration: ``calibration_images`` evenly spaced LSP train images, whole image letterboxed; the metadata
     is the FP32 model's with precision "int8", so PoseModel loads it like an exported INT8 file.
     """
-    from export.lsp_check import lsp_records, network_inputs
+    from export.lsp_check import calibration_inputs
     from export.onnx_export import set_file_metadata
     from export.variants import quantize_int8
     from rehab.runtime.model import PoseModel
@@ -145,7 +145,7 @@ def int8_variant(fp32_path: str | os.PathLike[str], work_dir: Path = WORK_DIR,
     out.parent.mkdir(parents=True, exist_ok=True)
     info = PoseModel.load(fp32_path, providers="cpu").info
     start = time.perf_counter()
-    tensors = network_inputs(lsp_records(data_root, "train", calibration_images), info)
+    tensors = calibration_inputs(data_root, info, calibration_images)
     tmp = out.with_name(out.name + ".tmp")
     try:
         quantize_int8(fp32_path, tmp, tensors, progress=False)

@@ -22,7 +22,7 @@ import onnx
 import torch
 
 from export.describe import DEFAULT_PRESENCE_THRESHOLD, info_from_config
-from export.lsp_check import EVAL_SETS, PCKSummary, eval_records, lsp_pck, lsp_records, network_inputs, person_free_inputs
+from export.lsp_check import EVAL_SETS, PCKSummary, calibration_inputs, eval_records, lsp_pck, lsp_records, network_inputs, person_free_inputs
 from export.onnx_export import (
     DEFAULT_OPSET,
     attach_metadata,
@@ -300,8 +300,7 @@ def _export_int8(output: Path, info: ModelInfo, data_root, eval_records, fp32_su
                  presence_tensors: np.ndarray | None = None) -> VariantResult:
     path = variant_path(output, "int8")
     tmp = path.with_name(path.name + ".tmp")
-    calib_records = lsp_records(data_root, "train", options.calibration_images)
-    calibration = network_inputs(calib_records, info)
+    calibration = calibration_inputs(data_root, info, options.calibration_images)
     try:
         quantize_int8(output, tmp, calibration, progress=options.progress)
         int8_info = info.replace(precision="int8", variant={})
@@ -334,8 +333,9 @@ def _export_int8(output: Path, info: ModelInfo, data_root, eval_records, fp32_su
             quantization={"method": "onnxruntime quantize_static", "format": "QDQ", "activations": "uint8",
                           "weights": "int8 per-channel", "calibration": "minmax",
                           "float_ops": float_kept_ops(output),
-                          "calibration_set": "lsp train (im0001-im1000), whole image letterboxed",
-                          "calibration_images": len(calib_records)})))
+                          "calibration_set": "lsp train (im0001-im1000), whole image letterboxed"
+                                             + (", plus person-free synthetic images" if info.has_presence else ""),
+                          "calibration_images": len(calibration)})))
         os.replace(tmp, path)
         return VariantResult("int8", path, path.stat().st_size, summary.pck, fp32_summary.pck, forced=forced)
     finally:

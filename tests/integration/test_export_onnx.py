@@ -299,3 +299,31 @@ def test_drift_measured_on_the_training_holdout_says_so_and_an_unknown_set_is_re
     with pytest.raises(ValueError, match="unknown evaluation set 'val'"):
         export_model(model, info_from_config(cfg, {}, name="tiny"), tmp_path / "x.onnx", shared_dir,
                      dataclasses.replace(options, eval_set="val"))
+
+
+def test_int8_of_the_shipped_presence_model_keeps_person_free_crops_person_free(tmp_path: Path, shared_dir: Path,
+                                                                               require_data):
+    """Calibrated on people alone, the presence logit's INT8 range starts at 0 and every person-free crop reads
+    p = 0.5 (a person). calibration_inputs adds person-free images; the check crops are another seed's."""
+    from export.lsp_check import calibration_inputs, lsp_records, network_inputs, person_free_inputs
+    from export.variants import quantize_int8
+
+    require_data(shared_dir / "data/lsp/joints.mat")
+    fp32 = PoseModel.load(providers="cpu", threads=THREADS)
+    if not fp32.info.has_presence:
+        pytest.skip("the shipped model has no presence output")
+    calibration = calibration_inputs(shared_dir, fp32.info, 16)
+    assert len(calibration) == 24  # 16 people + 8 person-free
+    out = quantize_int8(fp32.path, tmp_path / "p.int8.onnx", calibration, progress=False)
+    check = np.concatenate([network_inputs(lsp_records(shared_dir, "test", 8), fp32.info),
+                            person_free_inputs(fp32.info, 8)])
+
+    def logits(path: Path) -> np.ndarray:
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return sess.run(["presence"], {sess.get_inputs()[0].name: check.astype(np.float32)})[0].reshape(-1)
+
+    ref, q = logits(fp32.path), logits(out)
+    threshold = np.log(fp32.info.presence_threshold / (1 - fp32.info.presence_threshold))
+    assert np.all(ref[8:] < threshold)  # the FP32 file rejects them
+    assert np.all(q[8:] < threshold), q[8:]  # and so does its INT8 file
+    assert np.mean((q >= threshold) == (ref >= threshold)) >= 0.9

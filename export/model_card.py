@@ -20,6 +20,7 @@ import csv
 import json
 import platform
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import typer
@@ -27,6 +28,7 @@ import typer
 from rehab.core.machine import cpu_name
 from rehab.runtime.model import PoseModel
 from train.config import Config, load_config, read_yaml_mapping, resolve
+from train.studies.report import ablation_pairs
 
 LICENCE_NOTE = (
     "Trained on LSP and LSPET (Flickr images released for research use only). The weights inherit that "
@@ -59,7 +61,7 @@ class Step:
     config: str
     rows: list[dict]
 
-    @property
+    @cached_property
     def cfg(self) -> Config:
         return resolve(load_config(self.config))
 
@@ -155,7 +157,7 @@ def plot_curves(steps: list[Step], out_png: Path, target_pck: float | None = Non
         xs = [offset + int(r["epoch"]) for r in step.rows]
         name = Path(step.config).stem
         if step.validates_pose:  # a presence step with frozen pose validates no PCK
-            ax1.plot(xs, [float(r["val_pck"]) for r in step.rows], "o-s^v"[i % 5] + "-", ms=3, label=name)
+            ax1.plot(xs, [float(r["val_pck"]) for r in step.rows], "os^vD"[i % 5] + "-", ms=3, label=name)
         lrs = [float(r["lr"]) for r in step.rows]
         for j in range(1, len(lrs)):
             if lrs[j] != lrs[j - 1]:  # decays and warm restarts
@@ -193,23 +195,18 @@ def _ablation_lines(folders: list[Path]) -> list[str]:
     """What each one-factor ablation bought: the arm, its change and its paired difference to its baseline."""
     lines = []
     for folder in folders:
-        rows = []
-        for path in sorted(Path(folder).glob("*/report.json")):
-            rep = json.loads(path.read_text())
-            if rep.get("study") != "ablation":
-                continue
-            by_id = {a["run_id"]: a for a in rep["arms"]}
-            for pair in rep["paired"]:
-                d = pair[rep["primary_metric"]]["average"]
-                arm, base = by_id[pair["run_id"]], by_id[pair["baseline"]]
-                rows.append(f"| {arm['run_id']} | {arm['description']} | {base['pck']['average']['mean']:.1f} | "
-                            f"{d['diff']:+.1f} [{d['ci'][0]:+.1f}, {d['ci'][1]:+.1f}] | "
-                            f"{'yes' if d['diff'] > 0 and d['ci'][0] > 0 else 'no'} |")
-                budget = rep["budget"]["description"]
-        if rows:
-            lines += ["", f"`{folder}` ({budget}; average PCK@0.2 of the held-out LSPET and LSP train images, paired "
-                          "95% bootstrap CI; full tables in its SUMMARY.md):", "",
-                      "| arm | change | its baseline | arm - baseline | pays |", "|---|---|---|---|---|"] + rows
+        pairs = ablation_pairs([p.parent for p in Path(folder).glob("*/report.json")])
+        if not pairs:
+            continue
+        lines += ["", f"`{folder}` ({pairs[0][0]['budget']['description']}; average PCK@0.2 of the held-out LSPET and "
+                      "LSP train images, paired 95% bootstrap CI; full tables in its SUMMARY.md):", "",
+                  "| arm | change | its baseline | arm - baseline | pays |", "|---|---|---|---|---|"]
+        for rep, arm, base, diff, _ in pairs:
+            d = diff["average"]
+            lines.append(f"| {arm['run_id']} | {arm['description']} | "
+                         f"{base[rep['primary_metric']]['average']['mean']:.1f} | "
+                         f"{d['diff']:+.1f} [{d['ci'][0]:+.1f}, {d['ci'][1]:+.1f}] | "
+                         f"{'yes' if d['diff'] > 0 and d['ci'][0] > 0 else 'no'} |")
     return (["", "## What each ablation bought (one factor at a time, equal budget)"] + lines) if lines else []
 
 

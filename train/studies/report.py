@@ -460,10 +460,10 @@ def write_report(out_dir: str | os.PathLike[str], report_dir: str | os.PathLike[
 # one table over several ablation reports
 
 
-def ablation_summary(report_dirs: list[Path]) -> str:
-    """Markdown: one row per ablation arm (from each folder's report.json), its primary-metric score and its
-    paired difference to the baseline with CI and p-value, per validation set and on average."""
-    rows, baseline, meta = [], None, None
+def ablation_pairs(report_dirs: list[Path]) -> list[tuple[dict, dict, dict, dict, str]]:
+    """(report, arm, its baseline arm, paired differences in the primary metric, folder name) for every arm of the
+    ablation report.json files in ``report_dirs`` (folders without one, or of another study, are skipped)."""
+    out = []
     for folder in sorted(report_dirs):
         path = Path(folder) / REPORT_JSON
         if not path.is_file():
@@ -471,13 +471,20 @@ def ablation_summary(report_dirs: list[Path]) -> str:
         rep = json.loads(path.read_text())
         if rep.get("study") != "ablation":
             continue
-        metric = rep["primary_metric"]
         by_id = {a["run_id"]: a for a in rep["arms"]}
         for pair in rep["paired"]:
-            arm = by_id[pair["run_id"]]
-            rows.append((arm, pair[metric], rep["n_boot"], Path(folder).name, by_id[pair["baseline"]]))
-            baseline = baseline or by_id[pair["baseline"]]
-            meta = meta or rep
+            out.append((rep, by_id[pair["run_id"]], by_id[pair["baseline"]], pair[rep["primary_metric"]],
+                        Path(folder).name))
+    return out
+
+
+def ablation_summary(report_dirs: list[Path]) -> str:
+    """Markdown: one row per ablation arm (from each folder's report.json), its primary-metric score and its
+    paired difference to the baseline with CI and p-value, per validation set and on average."""
+    pairs = ablation_pairs(report_dirs)
+    rows = [(arm, diff, rep["n_boot"], folder, base) for rep, arm, base, diff, folder in pairs]
+    meta = pairs[0][0] if pairs else None
+    baseline = pairs[0][2] if pairs else None
     if meta is None:
         raise FileNotFoundError(f"no ablation report.json under {', '.join(map(str, report_dirs)) or '(nothing)'}")
     metric = meta["primary_metric"]

@@ -46,19 +46,19 @@ def shape_of(keypoints: list[np.ndarray]) -> dict[str, float]:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--candidate", type=Path, required=True, help="the ONNX model that would replace the default")
     p.add_argument("--model", type=Path, default=None, help="the reference (default: the embedded default model)")
-    p.add_argument("--candidate", type=Path, required=True, help="the ONNX model that would replace it")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--json", type=Path, default=None, help="write the rows and the machine here")
+    p.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads per model")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    models = {label: PoseModel.load(path, threads=args.threads)
+              for label, path in (("model", args.model), ("candidate", args.candidate))}
     logging.basicConfig(level=logging.WARNING)
-    settings = RuntimeSettings().with_overrides(anonymize={"face_detector": False})
-    models = {"model": PoseModel.load(args.model, threads=args.threads),
-              "candidate": PoseModel.load(args.candidate, threads=args.threads)}
+    settings = RuntimeSettings().with_overrides(anonymize={"face_detector": False})  # faces do not move joints
     rows = []
     print(f"{'clip':30s} {'model':>9s}: frames  span px  inverted  head<hips | {'candidate':>9s}: frames  span px  "
           f"inverted  head<hips | span ratio")

@@ -29,6 +29,15 @@ FLARE_RADIUS_FRACTION = (0.04, 0.25)
 FLARE_PEAK = (120.0, 255.0)
 FLARE_MAX_STREAKS = 4
 FLARE_STREAK_WIDTH_FRACTION = (0.005, 0.02)
+# Tracker-like crops: the runtime crops each frame around the previous frame's confident joints, so its box is
+# off by the pose's own errors. Shift per axis ~ U(-s, s) of the crop's side and zoom ~ U(lo, hi) (below 1: a
+# tighter box); a share of them have the head cut off: the box pushed down by U(lo, hi) of its height and tighter,
+# as after a frame whose head top landed on the chin.
+TRACKER_SHIFT_FRACTION = 0.12
+TRACKER_ZOOM = (0.75, 1.1)
+TRACKER_HEAD_CUT_PROB = 0.35
+TRACKER_HEAD_CUT_SHIFT = (0.08, 0.2)
+TRACKER_HEAD_CUT_ZOOM = (0.75, 0.95)
 # Half-body crops (HRNet): the half's joints' box is enlarged this much, and needs at least this many joints.
 HALF_BODY_BOX_FACTOR = 1.5
 HALF_BODY_MIN_JOINTS = 3
@@ -50,10 +59,17 @@ class AugmentDraw:
     jpeg: bool = False
     extra_seed: int = 0
     flare: bool = False
+    # Tracker-like crop: the crop's center moved by these fractions of its (w, h), its scale multiplied by zoom.
+    crop_shift: tuple[float, float] = (0.0, 0.0)
+    crop_zoom: float = 1.0
 
     @property
     def photometric(self) -> bool:
         return self.color or self.blur or self.noise or self.jpeg or self.flare
+
+    @property
+    def tracker_crop(self) -> bool:
+        return self.crop_shift != (0.0, 0.0) or self.crop_zoom != 1.0
 
 
 IDENTITY = AugmentDraw()
@@ -82,8 +98,20 @@ def draw(cfg: AugmentConfig, rng: np.random.Generator) -> AugmentDraw:
     extra_seed = int(rng.integers(0, 2**62))
     # Drawn last and only when asked for, so that configs without it draw exactly the numbers they always did.
     flare = bool(cfg.flare_prob and rng.random() < cfg.flare_prob)
+    shift, zoom = (0.0, 0.0), 1.0
+    if cfg.tracker_crop_prob and rng.random() < cfg.tracker_crop_prob:  # drawn last, as the flare
+        shift, zoom = tracker_crop(rng)
     return AugmentDraw(rotation, scale, flip, half_body, occluders, color, blur, noise, jpeg,
-                       extra_seed=extra_seed, flare=flare)
+                       extra_seed=extra_seed, flare=flare, crop_shift=shift, crop_zoom=zoom)
+
+
+def tracker_crop(rng: np.random.Generator) -> tuple[tuple[float, float], float]:
+    """A (shift x, shift y) as fractions of the crop's side, and a zoom, of a crop as the tracker makes it."""
+    if rng.random() < TRACKER_HEAD_CUT_PROB:
+        dx = float(rng.uniform(-TRACKER_SHIFT_FRACTION, TRACKER_SHIFT_FRACTION))
+        return (dx, float(rng.uniform(*TRACKER_HEAD_CUT_SHIFT))), float(rng.uniform(*TRACKER_HEAD_CUT_ZOOM))
+    dx, dy = (float(v) for v in rng.uniform(-TRACKER_SHIFT_FRACTION, TRACKER_SHIFT_FRACTION, size=2))
+    return (dx, dy), float(rng.uniform(*TRACKER_ZOOM))
 
 
 def add_flare(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -125,7 +125,9 @@ class AugmentConfig:
     occluder_prob: paste 1 to occluder_max rectangles cut from other training images over the crop;
     color_prob (brightness, contrast, saturation), blur_prob (Gaussian), noise_prob (Gaussian), jpeg_prob
     (re-encoded at a low quality); flare_prob (a low sun in view: a bright glow with streaks added over the
-    crop, as in backlit outdoor video, where sun and trees were taken for a person).
+    crop, as in backlit outdoor video, where sun and trees were taken for a person); tracker_crop_prob (the crop
+    shifted and rescaled the way the runtime's tracker makes it from the previous frame's skeleton, at times with
+    the head cut off; joints that fall outside such a crop are taught as empty heatmaps, not left unsupervised).
     """
 
     preset: str = "strong"
@@ -142,6 +144,7 @@ class AugmentConfig:
     noise_prob: float | None = None
     jpeg_prob: float | None = None
     flare_prob: float | None = None
+    tracker_crop_prob: float | None = None
 
 
 @dataclass
@@ -360,6 +363,7 @@ class AugmentPreset:
     noise_prob: float = 0.0
     jpeg_prob: float = 0.0
     flare_prob: float = 0.0
+    tracker_crop_prob: float = 0.0
 
 
 # Table 1 of the paper (rotation range, scale range), plus Simple Baselines' defaults, which draw from a
@@ -376,9 +380,9 @@ PRESETS: dict[str, AugmentPreset] = {
                           occluder_max=3, color_prob=0.5, blur_prob=0.2, noise_prob=0.2, jpeg_prob=0.3),
 }
 WILD_KEYS = ("half_body_prob", "occluder_prob", "occluder_max", "color_prob", "blur_prob", "noise_prob", "jpeg_prob",
-             "flare_prob")
+             "flare_prob", "tracker_crop_prob")
 _PROB_KEYS = ("flip_prob", "rotation_prob", "half_body_prob", "occluder_prob", "color_prob", "blur_prob",
-              "noise_prob", "jpeg_prob", "flare_prob")
+              "noise_prob", "jpeg_prob", "flare_prob", "tracker_crop_prob")
 
 
 def resolve_augment(cfg: AugmentConfig) -> AugmentConfig:

@@ -29,6 +29,7 @@ from rehab import pose_annotations
 from rehab.core.heatmaps import coordinate_stride, encode
 from rehab.core.skeleton import JointSet, convert, get_joint_set
 from rehab.core.transforms import (
+    SCALE_UNIT_PX,
     apply_affine,
     box_to_center_scale,
     flip_points,
@@ -242,6 +243,9 @@ class PoseDataset(Dataset):
         if aug.half_body:
             center, scale = self.half_body_box(kp, annotated, aug.half_body) or (center, scale)
         scale = scale * aug.scale_mult
+        if aug.tracker_crop:
+            center = center + np.asarray(aug.crop_shift) * scale * SCALE_UNIT_PX
+            scale = scale * aug.crop_zoom
         if self.zoom_out is not None:
             scale = scale * float(self._extra_rng(index).uniform(*self.zoom_out))
         patch, matrix = crop(image, center, scale, aug.rotation_deg, s.input_size)
@@ -261,6 +265,10 @@ class PoseDataset(Dataset):
             kp_crop = flip_points(kp_crop, s.input_size[0], perm)
             crop_annotated = annotated[perm]
         target, weight = encode(kp_crop, crop_annotated, s.heatmap_size, s.coordinate_stride, s.sigma)
+        if aug.tracker_crop:
+            # An annotated joint outside a tracker-like crop is taught as "not here" (an empty map), so the
+            # network learns not to put a cut-off head on the chin, the mistake the tracker then follows.
+            weight = np.where(crop_annotated.astype(bool) & np.isfinite(kp_crop).all(1), 1.0, weight).astype(np.float32)
         if not self.heatmap_loss:
             weight = np.zeros_like(weight)
         head_box = record.head_box_xyxy if record.head_box_xyxy is not None else np.full(4, np.nan)

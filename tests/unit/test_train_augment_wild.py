@@ -137,3 +137,43 @@ def test_half_body_falls_back_to_the_whole_person_without_enough_joints(tmp_path
     ds = PoseDataset([rec], LSP14, SETTINGS)
     a, b = ds.sample(0, AugmentDraw(half_body="lower")), ds.sample(0, AugmentDraw())
     np.testing.assert_allclose(a["meta"]["matrix"], b["meta"]["matrix"])
+
+
+def test_tracker_crops_are_drawn_at_their_rate_and_leave_other_configs_draws_alone():
+    cfg = resolve_augment(AugmentConfig(preset="strong", tracker_crop_prob=0.5))
+    draws = [draw(cfg, np.random.default_rng([2, i])) for i in range(3000)]
+    jittered = [d for d in draws if d.tracker_crop]
+    assert abs(len(jittered) / len(draws) - 0.5) < 0.04
+    shifts = np.array([d.crop_shift for d in jittered])
+    zooms = np.array([d.crop_zoom for d in jittered])
+    assert np.abs(shifts[:, 0]).max() <= 0.12 and shifts[:, 1].max() <= 0.2 and 0.75 <= zooms.min() <= zooms.max() <= 1.1
+    head_cut = shifts[:, 1] > 0.12  # pushed down further than a plain shift can: the head is cut off
+    assert 0.2 < head_cut.mean() < 0.35 and zooms[head_cut].max() <= 0.95
+    # the same config without the option draws what it always drew
+    plain = resolve_augment(AugmentConfig(preset="strong", occluder_prob=0.5, occluder_max=2))
+    with_it = resolve_augment(AugmentConfig(preset="strong", occluder_prob=0.5, occluder_max=2, tracker_crop_prob=1.0))
+    for i in range(100):
+        a, b = draw(plain, np.random.default_rng([3, i])), draw(with_it, np.random.default_rng([3, i]))
+        assert (a.rotation_deg, a.scale_mult, a.flip, a.occluders, a.extra_seed) == \
+            (b.rotation_deg, b.scale_mult, b.flip, b.occluders, b.extra_seed)
+        assert not a.tracker_crop and b.tracker_crop
+    with pytest.raises(ConfigError, match="augment.tracker_crop_prob must lie in"):
+        resolve_augment(AugmentConfig(preset="strong", tracker_crop_prob=-0.1))
+
+
+def test_a_tracker_crop_moves_the_box_and_teaches_cut_off_joints_as_empty_maps(tmp_path):
+    ds = PoseDataset([_record(tmp_path)], LSP14, SETTINGS)
+    full = ds.sample(0, AugmentDraw())
+    cut = ds.sample(0, AugmentDraw(crop_shift=(0.0, 0.3), crop_zoom=0.7))  # box pushed down: the head falls out
+    crop = cut["meta"]["joints_crop_px"]
+    outside = ~((crop >= 0).all(1) & (crop < 64).all(1))
+    head = [LSP14.joints.index("head_top"), LSP14.joints.index("neck")]
+    assert outside[head].all() and not outside.all()
+    assert cut["meta"]["center"][1] > full["meta"]["center"][1] and cut["meta"]["scale"][1] < full["meta"]["scale"][1]
+    # outside the crop: weight 1 with an empty map (the network learns "not here", not "anything goes")
+    assert (cut["target_weight"].numpy() == 1).all()
+    assert float(cut["target"][head].max()) < 1e-3
+    # without the tracker crop a joint far outside is left out of the loss, as before
+    plain = ds.sample(0, AugmentDraw(scale_mult=0.4))
+    far = ~((plain["meta"]["joints_crop_px"] > -8).all(1) & (plain["meta"]["joints_crop_px"] < 72).all(1))
+    assert far.any() and (plain["target_weight"].numpy()[far] == 0).all()

@@ -231,9 +231,9 @@ def _pck_table(report: dict, flip: dict | None) -> list[str]:
     return lines + [mean]
 
 
-def _peer_table(peer: dict, ours: dict) -> list[str]:
+def _peer_table(peer: dict, ours: dict, precision: str) -> list[str]:
     lsp = peer.get("lsp", {})
-    rows = [("ours (this model, FP32)", ours["pck"]["mean"], ours["pck"]["ci95"], ours["num_images"],
+    rows = [(f"ours (this model, {precision.upper()})", ours["pck"]["mean"], ours["pck"]["ci95"], ours["num_images"],
              ours.get("latency_ms", {}).get("median"))]
     # MediaPipe at its default person-detection threshold and, where measured, at a low one (a peer at its best):
     # mediapipe_<size> and mediapipe_<size>_det<threshold>.
@@ -409,7 +409,7 @@ def render(model: PoseModel, steps: list[Step], report: dict, command: str,
             lines[-1] += f" With the flip test: median {flip['latency_ms']['median']:.1f} ms."
     if peer:
         lines += ["", "## Side by side with MediaPipe Pose (same images, same protocol)", ""]
-        lines += _peer_table(peer, report)
+        lines += _peer_table(peer, report, info.precision)
     lines += _ablation_lines(ablations or [])
     presence_steps = [st for st in steps if st.presence_only]
     if presence and info.has_presence and presence_steps:

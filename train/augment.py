@@ -96,10 +96,11 @@ def draw(cfg: AugmentConfig, rng: np.random.Generator) -> AugmentDraw:
     color, blur, noise, jpeg = (bool(rng.random() < p) for p in (cfg.color_prob, cfg.blur_prob, cfg.noise_prob,
                                                                 cfg.jpeg_prob))
     extra_seed = int(rng.integers(0, 2**62))
-    # Drawn last and only when asked for, so that configs without it draw exactly the numbers they always did.
+    # Drawn last and only when asked for (the flare, then the tracker crop), so that configs without them draw
+    # exactly the numbers they always did.
     flare = bool(cfg.flare_prob and rng.random() < cfg.flare_prob)
     shift, zoom = (0.0, 0.0), 1.0
-    if cfg.tracker_crop_prob and rng.random() < cfg.tracker_crop_prob:  # drawn last, as the flare
+    if cfg.tracker_crop_prob and rng.random() < cfg.tracker_crop_prob:
         shift, zoom = tracker_crop(rng)
     return AugmentDraw(rotation, scale, flip, half_body, occluders, color, blur, noise, jpeg,
                        extra_seed=extra_seed, flare=flare, crop_shift=shift, crop_zoom=zoom)
@@ -107,11 +108,11 @@ def draw(cfg: AugmentConfig, rng: np.random.Generator) -> AugmentDraw:
 
 def tracker_crop(rng: np.random.Generator) -> tuple[tuple[float, float], float]:
     """A (shift x, shift y) as fractions of the crop's side, and a zoom, of a crop as the tracker makes it."""
-    if rng.random() < TRACKER_HEAD_CUT_PROB:
-        dx = float(rng.uniform(-TRACKER_SHIFT_FRACTION, TRACKER_SHIFT_FRACTION))
+    head_cut = rng.random() < TRACKER_HEAD_CUT_PROB
+    dx = float(rng.uniform(-TRACKER_SHIFT_FRACTION, TRACKER_SHIFT_FRACTION))
+    if head_cut:
         return (dx, float(rng.uniform(*TRACKER_HEAD_CUT_SHIFT))), float(rng.uniform(*TRACKER_HEAD_CUT_ZOOM))
-    dx, dy = (float(v) for v in rng.uniform(-TRACKER_SHIFT_FRACTION, TRACKER_SHIFT_FRACTION, size=2))
-    return (dx, dy), float(rng.uniform(*TRACKER_ZOOM))
+    return (dx, float(rng.uniform(-TRACKER_SHIFT_FRACTION, TRACKER_SHIFT_FRACTION))), float(rng.uniform(*TRACKER_ZOOM))
 
 
 def add_flare(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -171,7 +171,8 @@ class Pipeline:
             self.model.predict_checked(frame)]
         # The view is chosen at the acquire threshold even for a tracked person: at the keep threshold the whole
         # frame nearly always qualifies and would win over a window that holds the person clearly.
-        best = best_window([p.presence or 0.0 for p in poses], self.presence_acquire_min)
+        best = best_window([p.presence or 0.0 for p in poses], self.presence_acquire_min,
+                           [int((p.scores >= s.scores.joint_min_score).sum()) for p in poses], s.roi.min_joints)
         raw = poses[best]
         where = "whole frame" if windows[best] is None else f"window {best} of {len(windows) - 1}"
         region = RoiDecision(windows[best], f"search: {where}")

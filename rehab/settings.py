@@ -81,11 +81,11 @@ class RoiSettings:
     refine_bootstrap: bool = True
     # While nobody is tracked, look for a person in the whole frame and in square windows whose side is each of
     # these fractions of the frame's shorter side, tiled with the overlap below, and follow the widest view whose
-    # presence reaches the acquire threshold (else the most present one): a person entering at the edge of a wide
-    # frame is small in the letterboxed whole frame. Windows narrower than the model's input are skipped (small
-    # clips search the whole frame only); () searches the whole frame only. The cost (one model input per window:
-    # 16 inputs, 115-190 ms on 2 cores for the shipped model at 720p) is paid only while nobody is tracked. The
-    # 0.6 windows find the small, backlit people of sports2d_demo that the shipped presence output misses in the
+    # presence reaches the acquire threshold with roi.min_joints confident joints (else the widest present one,
+    # else the most present one): a person entering at the edge of a wide frame is small in the letterboxed whole
+    # frame. A frame that fits in the model's input searches the whole frame only, as does (). The cost (one model
+    # input per window: 16 inputs, 115-190 ms on 2 cores for the shipped model at 720p) is paid only while nobody
+    # is tracked. The 0.6 windows find the small, backlit people of sports2d_demo that the shipped presence output misses in the
     # whole frame (docs/presence_heads.md).
     search_window_scales: tuple[float, ...] = (1.0, 0.6)
     # Neighbouring windows share this fraction of their side, so a person is whole in at least one window.

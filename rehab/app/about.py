@@ -29,6 +29,7 @@ DATASET_WORDS = {
     "coco": "everyday photos (COCO)",
     "video": "frames of lab videos (Pose2Sim)",
     "synthetic": "generated images with nobody in them",
+    "mined": "person-free parts of video frames",
 }
 BACKBONE_WORDS = {"mobilenet_v2": "small, fast MobileNetV2 network", "resnet50": "large ResNet-50 network",
                   "resnet101": "large ResNet-101 network", "resnet152": "large ResNet-152 network"}
@@ -89,12 +90,18 @@ def _dataset_from_text(text: str) -> str:
 
 
 def accuracy(metrics: Mapping[str, Any], variant: Mapping[str, Any]) -> Accuracy | None:
-    """How accurate the model is, from its metadata: the evaluation of this very file when the export made
-    one (``variant["eval"]``), else the training's validation figure. None when the file carries neither."""
+    """How accurate the model is, from its metadata: this very file on the LSP test set when it was measured
+    there (``metrics["lsp_test_pck@0.2"]``: images no training step or checkpoint choice saw), else the export's
+    evaluation of the file (``variant["eval"]``), else the training's validation figure. None when the file
+    carries none of them."""
     evaluation = variant.get("eval") if isinstance(variant, Mapping) else None
     pck = images = None
     dataset = ""
-    if isinstance(evaluation, Mapping) and _finite(evaluation.get("pck@0.2")):
+    if _finite(metrics.get("lsp_test_pck@0.2")):
+        pck = float(metrics["lsp_test_pck@0.2"])
+        images = int(metrics["lsp_test_images"]) if metrics.get("lsp_test_images") else None
+        dataset = DATASET_WORDS["lsp"]
+    elif isinstance(evaluation, Mapping) and _finite(evaluation.get("pck@0.2")):
         pck = float(evaluation["pck@0.2"])
         images = int(evaluation["images"]) if evaluation.get("images") else None
         dataset = _dataset_from_text(str(evaluation.get("eval_set") or ""))

@@ -66,20 +66,21 @@ def roi_from_pose(keypoints_px: np.ndarray, scores: np.ndarray, frame_size, sett
 
 
 def search_windows(frame_size, scales, overlap: float,
-                   min_side: float = 0.0) -> list[tuple[float, float, float, float] | None]:
+                   input_side: float = 0.0) -> list[tuple[float, float, float, float] | None]:
     """The regions a search for a person looks at: None (the whole frame) first, then square windows.
 
     Each scale is a window side as a fraction of the frame's shorter side; the windows of one scale tile the
     frame with neighbours sharing ``overlap`` of their side, the first and last touching the frame's edges.
-    Scales whose windows would be narrower than ``min_side`` pixels (the model's input side) are skipped: the
-    model sees such a window no sharper than the whole frame, only enlarged.
+    A frame whose longer side fits in ``input_side`` pixels (the model's input side) is searched whole only:
+    the model already sees every pixel of it, and a window would show it enlarged, no sharper. In a larger frame
+    every window is seen sharper than in the whole frame, even one narrower than the input.
     """
     w, h = (float(v) for v in frame_size)
     windows: list[tuple[float, float, float, float] | None] = [None]
+    if max(w, h) <= input_side:
+        return windows
     for scale in scales:
         side = scale * min(w, h)
-        if side < min_side:
-            continue
         step = side * (1.0 - overlap)
 
         def starts(length: float) -> list[float]:
@@ -112,13 +113,19 @@ def presence_thresholds(info, keep: float | None = None,
     return keep, acquire
 
 
-def best_window(presences, need: float | None) -> int:
-    """Index of the search view to follow: the widest one (views come widest first) whose presence reaches
-    ``need``; when none does, the most present. A window cut through a person also scores high for the half it
-    shows, and tracking from it would lose the rest, so a wider view that finds somebody wins."""
+def best_window(presences, need: float | None, confident_joints=None, min_joints: int = 0) -> int:
+    """Index of the search view to follow: the widest one (views come widest first) that finds somebody, its
+    presence reaching ``need`` with at least ``min_joints`` of its ``confident_joints`` (per view); else the
+    widest whose presence reaches ``need``; else the most present. A window cut through a person also scores
+    high for the half it shows, and tracking from it would lose the rest, so a wider view that finds somebody
+    wins. A view with a high presence but too few confident joints (a small far figure) cannot be tracked, and
+    would hold the search on it while a nearer person goes unreported."""
     if need is None:
         return 0
     present = [i for i, v in enumerate(presences) if v >= need]
+    if confident_joints is not None:
+        trackable = [i for i in present if confident_joints[i] >= min_joints]
+        present = trackable or present
     return present[0] if present else int(np.argmax(presences))
 
 

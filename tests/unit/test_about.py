@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rehab.app import about
 from rehab.runtime.model import PoseModel
+from tests.default_model import load_default_fp32_model
 
 CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 
@@ -11,22 +12,29 @@ CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecu
 def test_default_model_reads_in_words_and_numbers():
     info = PoseModel.load().info
     acc = about.accuracy(dict(info.metrics), dict(info.variant))
-    # The shipped file's own evaluation (export-time, 300 LSP test images) is preferred to the training figure.
-    assert acc.pck == info.variant["eval"]["pck@0.2"] and acc.images == info.variant["eval"]["images"]
+    # The shipped file's own LSP test figure (1000 images no training step saw) is preferred to any other.
+    assert acc.pck == info.metrics["lsp_test_pck@0.2"] and acc.images == info.metrics["lsp_test_images"] == 1000
     assert acc.verdict == "moderate"
-    assert acc.sentence.startswith(f"Accuracy is moderate. On {acc.images} test images: photos of people doing "
+    assert acc.sentence.startswith(f"Accuracy is moderate. On 1000 test images: photos of people doing "
                                    f"sport (LSP), {acc.pck:.0f} of every 100 arm and leg joints")
     assert f"(PCK@0.2 = {acc.pck:.1f} %)" in acc.sentence
-    # An FP32 file is described by its export check, not as a reduced-precision variant.
     check = about.file_check(info.precision, dict(info.variant))
-    assert check.startswith("Checked after export against the trained network on 16 images")
-    assert "full-precision" not in check
+    if info.precision == "fp32":  # described by its export check, not as a reduced-precision variant
+        assert check.startswith("Checked after export against the trained network on 16 images")
+        assert "full-precision" not in check
+    else:  # a reduced-precision file says how far it drifted from the full-precision one
+        assert check == (f"Accuracy {info.variant['drift_pp']:+.1f} points against the full-precision model "
+                         f"({info.variant['pck_fp32']:.1f} %).")
+        twin = load_default_fp32_model().info
+        assert about.file_check(twin.precision, dict(twin.variant)).startswith(
+            "Checked after export against the trained network on 16 images")
     # The shipped model's last training step is its presence head: sport photos, lab video frames, empty images.
     words = about.training_words(dict(info.training))
     assert words.startswith("photos of people doing sport (LSP), training part")
-    assert "VIDEO" not in words and "SYNTHETIC" not in words
+    assert not any(kind in words for kind in ("VIDEO", "SYNTHETIC", "MINED"))
     assert about.training_words({"data": {"train": [{"kind": "synthetic"}, {"kind": "lspet", "split": "all"}]}}) == (
         "generated images with nobody in them; photos of people doing sport (LSP Extended), all")
+    assert about.accuracy({"lsp_test_pck@0.2": 78.5, "lsp_test_images": 1000}, {"eval": {"pck@0.2": 83.6}}).pck == 78.5
 
 
 def test_accuracy_falls_back_to_the_training_figure_and_reduced_precision_says_its_drift():

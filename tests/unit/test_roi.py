@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from rehab.core.skeleton import LSP14
-from rehab.runtime.roi import RoiDecision, RoiTracker, inside_fraction, roi_from_pose, search_windows
+from rehab.runtime.roi import (RoiDecision, RoiTracker, best_window, inside_fraction, roi_from_pose,
+                               search_windows)
 from rehab.settings import RoiSettings
 
 FRAME = (640, 480)  # (w, h)
@@ -124,13 +125,27 @@ def test_no_scales_search_the_whole_frame_only():
     assert search_windows((640, 480), (), 0.34) == [None]
 
 
-def test_windows_narrower_than_the_model_input_are_not_searched():
-    # 0.6 of a 720p frame's height is 432 px, wider than a 192-px input: searched. On a 96x160 clip 0.6 is 58 px,
-    # which the model would only see enlarged, no sharper than in the whole frame.
-    assert len(search_windows((1280, 720), (1.0, 0.6), 0.34, min_side=192)) == 16
-    assert search_windows((96, 160), (1.0, 0.6), 0.34, min_side=192) == [None]
-    kept = search_windows((640, 300), (1.0, 0.6), 0.34, min_side=192)  # 0.6 -> 180 px: only the 300-px squares
-    assert len(kept) == 4 and all(b[2] - b[0] == pytest.approx(300) for b in kept[1:])
+def test_a_frame_that_fits_the_model_input_is_searched_whole_only():
+    # A 96x160 clip fits a 192-px input: the model sees all of it, and a window would only enlarge it.
+    assert search_windows((96, 160), (1.0, 0.6), 0.34, input_side=192) == [None]
+    assert search_windows((192, 120), (1.0, 0.6), 0.34, input_side=192) == [None]
+    # A larger frame is searched at every scale, windows narrower than the input included: a 216-px window of a
+    # 640x360 frame shows a 256-px model 1.2 source pixels per input pixel, the whole frame 0.4.
+    assert len(search_windows((1280, 720), (1.0, 0.6), 0.34, input_side=192)) == 16
+    kept = search_windows((640, 360), (1.0, 0.6), 0.34, input_side=256)
+    assert len(kept) == 16 and sum(b[2] - b[0] == pytest.approx(216) for b in kept[1:]) == 12
+
+
+def test_the_search_follows_the_widest_view_that_can_be_tracked():
+    # Views widest first: the whole frame sees nobody, window 1 a far figure (present, 2 confident joints),
+    # window 2 the patient (present, 12 joints).
+    presences, joints = [0.1, 0.9, 0.8], [0, 2, 12]
+    assert best_window(presences, 0.5, joints, min_joints=4) == 2
+    assert best_window(presences, 0.5) == 1  # without joint counts: the widest present view
+    assert best_window(presences, 0.5, [0, 2, 3], min_joints=4) == 1  # none trackable: the widest present one
+    assert best_window([0.1, 0.3, 0.2], 0.5, joints, min_joints=4) == 1  # nobody present: the most present
+    assert best_window([0.9, 0.9, 0.9], 0.5, [14, 14, 14], min_joints=4) == 0  # a wider view wins among equals
+    assert best_window(presences, None, joints, min_joints=4) == 0  # no presence output: the whole frame
 
 
 def test_nobody_there_makes_the_next_frame_a_search():

@@ -227,9 +227,30 @@ def video_speed(models: dict[str, Path], venv: Path, clips: list[str], threads: 
     return out
 
 
+def our_files(model: Path | None, int8_model: Path | None) -> tuple[Path, Path | None]:
+    """(FP32 file, INT8 file or None to quantise the FP32 one here). An INT8 default ships beside its FP32 twin,
+    and the shipped INT8 file (its own calibration) is what is compared, not a copy quantised again."""
+    from rehab.runtime.model import PoseModel
+
+    if model is None:
+        model = DEFAULT_MODEL
+        if PoseModel.load(model, providers="cpu").info.precision == "int8":
+            int8_model = int8_model or model
+            model = model.with_name("default_fp32.onnx")
+    for path, want in ((model, "fp32"), (int8_model, "int8")):
+        if path is not None and (got := PoseModel.load(path, providers="cpu").info.precision) != want:
+            raise SystemExit(f"{path} is a {got} file; it was given as our {want} model")
+    return model, int8_model
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="our FP32 model (default: the embedded one)")
+    p.add_argument("--model", type=Path, default=None,
+                   help="our FP32 model (default: the embedded one, or its FP32 twin default_fp32.onnx when the "
+                        "embedded one is INT8)")
+    p.add_argument("--int8-model", type=Path, default=None,
+                   help="our INT8 file (default: the embedded one when it is INT8, else --model quantised as "
+                        "`rehab export --int8` quantises)")
     p.add_argument("--mp-venv", type=Path, default=MP_VENV, help="MediaPipe's venv (setup_mediapipe.sh)")
     p.add_argument("--lsp-root", type=Path, default=SHARED_DIR / "data" / "lsp")
     p.add_argument("--lsp-limit", type=int, default=None, help="only the first N test images (quick checks)")
@@ -245,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
-    models = {"ours_fp32": args.model, "ours_int8": int8_variant(args.model, WORK_DIR)}
+    fp32, int8 = our_files(args.model, args.int8_model)
+    models = {"ours_fp32": fp32, "ours_int8": int8 or int8_variant(fp32, WORK_DIR)}
     if args.subpixel:
         models["ours_fp32_subpixel"] = subpixel_variant(args.model, WORK_DIR)
         models["ours_int8_subpixel"] = int8_variant(models["ours_fp32_subpixel"], WORK_DIR)

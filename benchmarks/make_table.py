@@ -28,6 +28,16 @@ GOAL_INT8_MAX_PCK_LOSS = 1.0
 GOAL_THREADS = 2
 
 
+def current_default() -> tuple[str, int]:
+    """(precision, input side) of the embedded default model: rows measured with another file (an earlier default)
+    are not "as shipped"."""
+    sys.path.insert(0, str(BENCH_DIR.parent))
+    from rehab.runtime.model import DEFAULT_MODEL_PATH, PoseModel
+
+    info = PoseModel.load(DEFAULT_MODEL_PATH, providers="cpu", threads=1).info
+    return info.precision, int(info.input_size[0])
+
+
 def load(results: Path) -> dict[str, dict]:
     """The result files by stem; peer*.json files (speed and accuracy may be separate runs) merge into "peer"."""
     data = {p.stem: json.loads(p.read_text()) for p in sorted(results.glob("*.json"))}
@@ -40,6 +50,7 @@ def load(results: Path) -> dict[str, dict]:
             for part in ("video", "lsp"):
                 if part in r:
                     merged[part] = r[part]
+                    merged.setdefault("model_sha256", {}).update(r.get("model_sha256", {}))
         data["peer"] = merged
     return data
 
@@ -100,7 +111,11 @@ def inference_section(r: dict) -> list[str]:
 
 
 def _pipeline_config(r: dict) -> str:
-    parts = [r.get("variant", "fp32"), f"face detector {r['face_detector']}"
+    variant = r.get("variant", "fp32")
+    # "fp32" is the file as exported, whatever its precision: rows name the file's precision and input size, so
+    # rows measured with different default models read apart.
+    model = f"{r.get('precision', 'fp32')} {r['model_input'][0]} px" + ("" if variant == "fp32" else f", {variant}")
+    parts = [model, f"face detector {r['face_detector']}"
              + (f"/{r['face_detector_every_frames']}" if r["face_detector"] != "off" else ""),
              "decode thread" if r.get("prefetch") else "decode in loop",
              f"{r['threads']} thr" + (" spinning" if r.get("allow_spinning") else "")
@@ -112,10 +127,12 @@ def _record_mode(r: dict) -> str:
     return r.get("record_mode", "every frame" if r["record"] else "off")
 
 
-def is_shipped(r: dict) -> bool:
-    """The configuration the product runs: FP32 file as exported, CenterFace on the live worker, frames
-    decoded on another thread (the video page's and batch's reader thread; streamlit-webrtc's on the live page),
-    and when recording, the live page's recorder (15 fps)."""
+def is_shipped(r: dict, default: tuple[str, int] | None = None) -> bool:
+    """The configuration the product runs: the default model (``default``: its precision and input side) as
+    exported, CenterFace on the live worker, frames decoded on another thread (the video page's and batch's reader
+    thread; streamlit-webrtc's on the live page), and when recording, the live page's recorder (15 fps)."""
+    if default is not None and (r.get("precision", "fp32"), int(r["model_input"][0])) != tuple(default):
+        return False
     return (r.get("variant", "fp32") == "fp32" and r["face_detector"] == "background" and bool(r.get("prefetch"))
             and r.get("face_detector_model") == "centerface" and r["threads"] == GOAL_THREADS
             and not r.get("allow_spinning") and r.get("cv_threads", r["threads"]) == GOAL_THREADS
@@ -136,9 +153,10 @@ def pipeline_section(runs: list[dict]) -> list[str]:
                      f"{r['fps_process_only']:.1f} | {r['cpu_ms_per_frame']:.1f} | {stages} | "
                      f"{r['machine']['load_average_start'][0]:.2f} |")
     first = runs[0]
-    lines += ["", f"Model input {first['model_input'][0]}x{first['model_input'][1]}; {first['frames']}+ timed frames per "
-              f"row after {first['warmup']} warm-up. Configuration: model variant (fp32 = rehab/models/default.onnx "
-              "as exported), Haar face detector mode/every N frames (background = the live page's setting), where "
+    lines += ["", f"{first['frames']}+ timed frames per row after {first['warmup']} warm-up. Configuration: the "
+              "model file's precision and input side (rehab/models/default.onnx as exported unless a variant made "
+              "from it is named: int8_subpixel etc.; 192 px rows were measured with the v1 default, 256 px ones "
+              "with v2), face detector mode/every N frames (background = the live page's setting), where "
               "decoding runs, ONNX Runtime/OpenCV/x264 threads. Stage columns are means per frame (decode = PyAV; "
               "with a decode thread it is the wait for the next frame; encode = libx264 veryfast CRF 23: 'every frame' "
               "encodes each annotated frame at the clip's rate on the configured threads, as batch processing does; "
@@ -183,15 +201,16 @@ def peer_section(r: dict) -> list[str]:
                          f"{row['found']}/{row['images']} | {row['ms_per_image']:.1f} |")
         lines.append("")
     video = r.get("video")
+    key = shipped_key(r)
     if video:
         lines += ["Speed on the same clips (tracking as in a live stream; ours = roi + pose + smooth stages, "
                   "MediaPipe = Pose.process with static_image_mode=False; decoding apart; CPU ms/frame is the process's CPU "
                   "time during the model call, decoder threads running ahead included; fastest of the alternating "
                   "passes):", "",
                   "| clip | model | **FPS** | ms/frame (median) | CPU ms/frame | FPS with decode | person found | "
-                  "FPS ours_fp32 / this |", "|---|---|---|---|---|---|---|---|"]
+                  f"FPS {key} / this |", "|---|---|---|---|---|---|---|---|"]
         for label, clip in video.items():
-            ours = clip["rows"].get("ours_fp32")
+            ours = clip["rows"].get(key)
             for name, row in clip["rows"].items():
                 ratio = f"{ours['fps_process'] / row['fps_process']:.2f}x" if ours and name.startswith("mediapipe") else "-"
                 lines.append(f"| {label} ({row['size'][0]}x{row['size'][1]}) | {name} | **{row['fps_process']:.1f}** | "
@@ -200,30 +219,42 @@ def peer_section(r: dict) -> list[str]:
     return lines
 
 
-def goals_section(data: dict[str, dict], pipelines: list[dict]) -> list[str]:
+def shipped_key(peer: dict) -> str:
+    """The peer run's row of the shipped file: the "ours_*" file whose hash is the embedded default's, else
+    ours_fp32 (runs from before hashes were kept)."""
+    sys.path.insert(0, str(BENCH_DIR.parent))
+    from rehab.core.files import sha256_file
+    from rehab.runtime.model import DEFAULT_MODEL_PATH
+
+    digest = sha256_file(DEFAULT_MODEL_PATH)[:16]
+    return next((k for k, v in peer.get("model_sha256", {}).items() if v == digest), "ours_fp32")
+
+
+def goals_section(data: dict[str, dict], pipelines: list[dict], default: tuple[str, int] | None = None) -> list[str]:
     lines = ["### Goals", "", "| goal | measured | verdict |", "|---|---|---|"]
     for record, goal in ((False, GOAL_LIVE_FPS), (True, GOAL_LIVE_FPS_RECORDING)):
         rows = [r for r in pipelines if r["clip"] == "720p" and r["record"] == record]
-        for r in sorted(rows, key=lambda r: not is_shipped(r)):
-            what = "as shipped" if is_shipped(r) else _pipeline_config(r)
+        for r in sorted(rows, key=lambda r: not is_shipped(r, default)):
+            what = "as shipped" if is_shipped(r, default) else _pipeline_config(r)
             if record:
                 what += f"; recording {_record_mode(r)}"
             lines.append(f"| live 720p pipeline >= {goal:.0f} FPS on 2 cores, {'with' if record else 'without'} "
                          f"recording ({what}) | {r['fps']:.1f} FPS | {_ok(r['fps'] >= goal)} |")
     peer = data.get("peer", {})
     lsp, video = peer.get("lsp", {}), peer.get("video", {})
+    key = shipped_key(peer) if peer else "ours_fp32"
     for label, clip in video.items():
-        ours, theirs = clip["rows"].get("ours_fp32"), clip["rows"].get("mediapipe_full")
-        if ours and theirs and lsp.get("ours_fp32") and lsp.get("mediapipe_full"):
+        ours, theirs = clip["rows"].get(key), clip["rows"].get("mediapipe_full")
+        if ours and theirs and lsp.get(key) and lsp.get("mediapipe_full"):
             ratio = ours["fps_process"] / theirs["fps_process"]
-            pck_ours, pck_theirs = lsp["ours_fp32"]["pck"], lsp["mediapipe_full"]["pck"]
-            lines.append(f"| >= {GOAL_PEER_SPEED_RATIO}x MediaPipe full's FPS at higher PCK ({label}) | "
+            pck_ours, pck_theirs = lsp[key]["pck"], lsp["mediapipe_full"]["pck"]
+            lines.append(f"| >= {GOAL_PEER_SPEED_RATIO}x MediaPipe full's FPS at higher PCK ({label}, {key}) | "
                          f"{ratio:.2f}x FPS; PCK@0.2 {pck_ours:.1f} vs {pck_theirs:.1f} | "
                          f"speed {_ok(ratio >= GOAL_PEER_SPEED_RATIO)}, accuracy {_ok(pck_ours > pck_theirs)} |")
     for peer_name in ("mediapipe_full_det0.1", "mediapipe_heavy_det0.1"):
-        if lsp.get("ours_fp32") and lsp.get(peer_name):
-            ours_pck, peer_pck = lsp["ours_fp32"]["pck"], lsp[peer_name]["pck"]
-            lines.append(f"| LSP test PCK@0.2 above {peer_name.split('_')[1]} MediaPipe at its best (person detection "
+        if lsp.get(key) and lsp.get(peer_name):
+            ours_pck, peer_pck = lsp[key]["pck"], lsp[peer_name]["pck"]
+            lines.append(f"| LSP test PCK@0.2 ({key}) above {peer_name.split('_')[1]} MediaPipe at its best (person detection "
                          f">= 0.1, {lsp[peer_name]['found']}/{lsp[peer_name]['images']} found) | "
                          f"{ours_pck:.1f} vs {peer_pck:.1f} | {_ok(ours_pck > peer_pck)} |")
     inference = data.get("inference")
@@ -244,7 +275,11 @@ def goals_section(data: dict[str, dict], pipelines: list[dict]) -> list[str]:
             accuracy = ""
             verdict = f"speed {_ok(speed >= GOAL_INT8_SPEEDUP)}"
             row_loss = None
-            if row["model"] == "default" and lsp.get("ours_fp32") and lsp.get(f"ours_{row['variant']}"):
+            # The loss is the peer run's, so only for an inference run of the same FP32 file (its INT8 copy's
+            # name carries the FP32 file's hash).
+            same_file = peer.get("model_sha256", {}).get("ours_fp32", "?") in str(
+                inference.get("files", {}).get("default", {}).get(row["variant"], ""))
+            if row["model"] == "default" and same_file and lsp.get("ours_fp32") and lsp.get(f"ours_{row['variant']}"):
                 row_loss = lsp["ours_fp32"]["pck"] - lsp[f"ours_{row['variant']}"]["pck"]
             if row_loss is not None:
                 accuracy = f"; PCK@0.2 loss {row_loss:+.2f} points"
@@ -281,13 +316,14 @@ def presence_section(r: dict) -> list[str]:
     return lines
 
 
-def render(data: dict[str, dict]) -> str:
+def render(data: dict[str, dict], default: tuple[str, int] | None = None) -> str:
+    """The README section; ``default`` (precision, input side) names the shipped model's rows."""
     pipelines = sorted((r for k, r in data.items() if k.startswith("pipeline")),
-                       key=lambda r: (r["size"][0] * r["size"][1], r["clip"], r["record"], not is_shipped(r),
+                       key=lambda r: (r["size"][0] * r["size"][1], r["clip"], r["record"], not is_shipped(r, default),
                                       _pipeline_config(r)))
     parts: list[list[str]] = []
     if data:
-        parts.append(goals_section(data, pipelines))
+        parts.append(goals_section(data, pipelines, default))
     if "inference" in data:
         parts.append(inference_section(data["inference"])
                      + inference_extra([r for k, r in data.items() if k.startswith("inference_")]))
@@ -307,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--readme", type=Path, default=BENCH_DIR / "README.md")
     p.add_argument("--stdout", action="store_true", help="print the section instead of writing the README")
     args = p.parse_args(argv)
-    section = render(load(args.results))
+    section = render(load(args.results), current_default())
     if args.stdout:
         print(section)
         return 0

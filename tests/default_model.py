@@ -18,3 +18,18 @@ def load_default_model():
         if os.environ.get("REHAB_REQUIRE_MODEL") == "1":
             pytest.fail(reason + " (REHAB_REQUIRE_MODEL=1 makes a missing model an error)")
         pytest.skip(reason)
+
+
+def load_default_fp32_model():
+    """The full-precision twin of the default model: the default itself when it is FP32, else
+    rehab/models/default_fp32.onnx, the network the default was quantised from."""
+    model = load_default_model()
+    if model.info.precision == "fp32":
+        return model
+    from rehab.runtime.model import PoseModel
+
+    twin = PoseModel.load(model.path.with_name("default_fp32.onnx"), threads=2)
+    assert twin.info.precision == "fp32" and twin.info.name == model.info.variant["quantized_from"], (
+        f"{twin.path.name} ({twin.info.name}, {twin.info.precision}) is not the network {model.path.name} was "
+        f"quantised from ({model.info.variant.get('quantized_from')})")
+    return twin

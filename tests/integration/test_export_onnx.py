@@ -34,6 +34,7 @@ from train.dataset import CropSettings, PoseDataset, read_source  # noqa: E402
 from train.loss import JointsMSELoss  # noqa: E402
 from train.model import build_model  # noqa: E402
 from train.preprocess import normalize_tensor  # noqa: E402
+from tests.default_model import load_default_fp32_model  # noqa: E402
 
 WEIGHTS = "weights/mobilenet_v2-b0353104.pth"
 INPUT_PX, HEATMAP_PX = 128, 32
@@ -309,7 +310,7 @@ def test_int8_of_the_shipped_presence_model_keeps_person_free_crops_person_free(
     from export.variants import quantize_int8
 
     require_data(shared_dir / "data/lsp/joints.mat")
-    fp32 = PoseModel.load(providers="cpu", threads=THREADS)
+    fp32 = load_default_fp32_model()
     if not fp32.info.has_presence:
         pytest.skip("the shipped model has no presence output")
     calibration = calibration_inputs(shared_dir, fp32.info, 16)

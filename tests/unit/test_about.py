@@ -23,8 +23,10 @@ def test_default_model_reads_in_words_and_numbers():
         assert check.startswith("Checked after export against the trained network on 16 images")
         assert "full-precision" not in check
     else:  # a reduced-precision file says how far it drifted from the full-precision one
-        assert check == (f"Accuracy {info.variant['drift_pp']:+.1f} points against the full-precision model "
-                         f"({info.variant['pck_fp32']:.1f} %).")
+        ev = info.variant["eval"]
+        assert check == (f"Accuracy {info.variant['drift_pp']:+.1f} points against the full-precision model on the "
+                         f"export's check ({ev['images']} images: {ev['pck@0.2']:.1f} % vs "
+                         f"{info.variant['pck_fp32']:.1f} %).")
         twin = load_default_fp32_model().info
         assert about.file_check(twin.precision, dict(twin.variant)).startswith(
             "Checked after export against the trained network on 16 images")
@@ -44,6 +46,9 @@ def test_accuracy_falls_back_to_the_training_figure_and_reduced_precision_says_i
     assert "photos of everyday activities (MPII)" in acc.sentence
     assert about.accuracy({"note": "none"}, {}) is None
     int8 = {"eval": {"pck@0.2": 75.9, "images": 300}, "pck_fp32": 76.3, "drift_pp": -0.4}
+    assert about.file_check("int8", int8) == ("Accuracy -0.4 points against the full-precision model on the "
+                                              "export's check (300 images: 75.9 % vs 76.3 %).")
+    int8.pop("eval")
     assert about.file_check("int8", int8) == "Accuracy -0.4 points against the full-precision model (76.3 %)."
 
 

@@ -92,7 +92,8 @@ def replay_loop(model, image_bgr: np.ndarray, settings, steps: int = TRACK_STEPS
                              min(model.info.input_size))
     poses = model.predict_batch_checked([image_bgr] * len(windows), windows)
     presences = [p.presence or 0.0 for p in poses]
-    best = best_window(presences, acquire)
+    best = best_window(presences, acquire, [int((p.scores >= settings.scores.joint_min_score).sum()) for p in poses],
+                       settings.roi.min_joints)
     strip = MinedStrip("", (0, 0, *size), [windows[best]], [presences[best]])
     pose = poses[best]
     for _ in range(steps if presences[best] >= acquire else 0):

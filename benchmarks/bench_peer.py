@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     fp32, int8 = our_files(args.model, args.int8_model)
     models = {"ours_fp32": fp32, "ours_int8": int8 or int8_variant(fp32, WORK_DIR)}
     if args.subpixel:
-        models["ours_fp32_subpixel"] = subpixel_variant(args.model, WORK_DIR)
+        models["ours_fp32_subpixel"] = subpixel_variant(fp32, WORK_DIR)
         models["ours_int8_subpixel"] = int8_variant(models["ours_fp32_subpixel"], WORK_DIR)
     mediapipe_python(args.mp_venv)
     result: dict = {"benchmark": "peer", "command": command_line(), "machine": machine(threads=args.threads),

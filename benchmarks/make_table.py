@@ -156,7 +156,7 @@ def pipeline_section(runs: list[dict]) -> list[str]:
     lines += ["", f"{first['frames']}+ timed frames per row after {first['warmup']} warm-up. Configuration: the "
               "model file's precision and input side (rehab/models/default.onnx as exported unless a variant made "
               "from it is named: int8_subpixel etc.; 192 px rows were measured with the v1 default, 256 px ones "
-              "with v2), face detector mode/every N frames (background = the live page's setting), where "
+              "with v2b INT8), face detector mode/every N frames (background = the live page's setting), where "
               "decoding runs, ONNX Runtime/OpenCV/x264 threads. Stage columns are means per frame (decode = PyAV; "
               "with a decode thread it is the wait for the next frame; encode = libx264 veryfast CRF 23: 'every frame' "
               "encodes each annotated frame at the clip's rate on the configured threads, as batch processing does; "

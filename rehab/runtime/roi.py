@@ -73,7 +73,8 @@ def search_windows(frame_size, scales, overlap: float,
     frame with neighbours sharing ``overlap`` of their side, the first and last touching the frame's edges.
     A frame whose longer side fits in ``input_side`` pixels (the model's input side) is searched whole only:
     the model already sees every pixel of it, and a window would show it enlarged, no sharper. In a larger frame
-    every window is seen sharper than in the whole frame, even one narrower than the input.
+    a window is seen sharper than in the whole frame, even one narrower than the input; windows narrower than
+    half the input are skipped all the same (a small person in them is blown up more than 2x, from few pixels).
     """
     w, h = (float(v) for v in frame_size)
     windows: list[tuple[float, float, float, float] | None] = [None]
@@ -81,6 +82,8 @@ def search_windows(frame_size, scales, overlap: float,
         return windows
     for scale in scales:
         side = scale * min(w, h)
+        if side < input_side / 2:
+            continue
         step = side * (1.0 - overlap)
 
         def starts(length: float) -> list[float]:

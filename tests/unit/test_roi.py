@@ -129,11 +129,15 @@ def test_a_frame_that_fits_the_model_input_is_searched_whole_only():
     # A 96x160 clip fits a 192-px input: the model sees all of it, and a window would only enlarge it.
     assert search_windows((96, 160), (1.0, 0.6), 0.34, input_side=192) == [None]
     assert search_windows((192, 120), (1.0, 0.6), 0.34, input_side=192) == [None]
-    # A larger frame is searched at every scale, windows narrower than the input included: a 216-px window of a
-    # 640x360 frame shows a 256-px model 1.2 source pixels per input pixel, the whole frame 0.4.
+    # A larger frame is searched at every scale, windows narrower than the input included: a 256-px model sees a
+    # 216-px window of a 640x360 frame at 1.2 input pixels per source pixel, the whole frame at 0.4.
     assert len(search_windows((1280, 720), (1.0, 0.6), 0.34, input_side=192)) == 16
     kept = search_windows((640, 360), (1.0, 0.6), 0.34, input_side=256)
     assert len(kept) == 16 and sum(b[2] - b[0] == pytest.approx(216) for b in kept[1:]) == 12
+    # ...but not below half the input: a 300x60 strip's 36-px windows would be blown up 7x.
+    assert search_windows((300, 60), (1.0, 0.6), 0.34, input_side=256) == [None]
+    strip = search_windows((600, 200), (1.0, 0.6), 0.34, input_side=256)  # 200-px squares kept, 120-px ones not
+    assert len(strip) > 1 and all(b[2] - b[0] == pytest.approx(200) for b in strip[1:])
 
 
 def test_the_search_follows_the_widest_view_that_can_be_tracked():

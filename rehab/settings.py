@@ -85,8 +85,8 @@ class RoiSettings:
     # else the most present one): a person entering at the edge of a wide frame is small in the letterboxed whole
     # frame. A frame that fits in the model's input searches the whole frame only, as does (). The cost (one model
     # input per window: 16 inputs, 115-190 ms on 2 cores for the shipped model at 720p) is paid only while nobody
-    # is tracked. The 0.6 windows find the small, backlit people of sports2d_demo that the shipped presence output misses in the
-    # whole frame (docs/presence_heads.md).
+    # is tracked. The 0.6 windows find the small, backlit people of sports2d_demo that the shipped presence output
+    # misses in the whole frame (docs/presence_heads.md).
     search_window_scales: tuple[float, ...] = (1.0, 0.6)
     # Neighbouring windows share this fraction of their side, so a person is whole in at least one window.
     search_overlap: float = 0.34

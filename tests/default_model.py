@@ -31,6 +31,6 @@ def load_default_fp32_model():
     twin = PoseModel.load(model.path.with_name("default_fp32.onnx"), threads=2)
     assert (twin.info.precision == "fp32" and twin.info.name == model.info.variant["quantized_from"]
             and twin.info.source_sha256 == model.info.source_sha256), (
-        f"{twin.path.name} ({twin.info.name}, {twin.info.precision}, checkpoint {twin.info.source_sha256[:12]}) is not the network {model.path.name} was "
-        f"quantised from ({model.info.variant.get('quantized_from')})")
+        f"{twin.path.name} ({twin.info.name}, {twin.info.precision}, checkpoint {twin.info.source_sha256[:12]}) is "
+        f"not the network {model.path.name} was quantised from ({model.info.variant.get('quantized_from')})")
     return twin
